@@ -1,0 +1,38 @@
+# airflow-eas: every target sets itself up on a fresh Debian machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench deps system clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[dev]"
+	@touch $(STAMP)
+
+deps: $(STAMP)
+
+# HAProxy (the gateway) and wrk (benchmarks) from Debian's packages where missing.
+system:
+	@command -v haproxy >/dev/null && command -v wrk >/dev/null || { \
+	  echo "installing haproxy and wrk with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk >/dev/null; }
+
+demo: system deps
+	$(PY) -m airflow_eas.demo
+
+test: system deps
+	$(VENV)/bin/ruff check airflow_eas tests dags bench
+	$(VENV)/bin/pytest -q
+
+lint: deps
+	$(VENV)/bin/ruff check airflow_eas tests dags bench
+
+bench: system deps
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .demo .bench

@@ -1,0 +1,84 @@
+"""One exception tree for the whole package.
+
+Every error a user can meet is an :class:`EasError` carrying a one-line message and
+the HTTP status it maps to. Lower layers (requests, httpx, sqlite, subprocess) are
+translated into these at their boundary so no caller ever sees a foreign exception.
+"""
+
+from __future__ import annotations
+
+
+class EasError(Exception):
+    """Base of every error raised by airflow-eas."""
+
+    status: int = 500
+    code: str = "InternalError"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message}
+
+    @classmethod
+    def from_response(cls, status: int, body: dict | None, fallback: str) -> EasError:
+        """Rebuild the typed error that the server encoded in an HTTP error response."""
+        body = body or {}
+        message = str(body.get("message") or fallback)
+        code = body.get("code")
+        for kind in _ALL:
+            if kind.code == code:
+                return kind(message, status=status)
+        kind = next((k for k in _ALL if k.status == status), EasError)
+        return kind(message, status=status)
+
+
+class InvalidSpec(EasError):
+    """A service spec, plan or argument the user wrote is not valid."""
+
+    status = 400
+    code = "InvalidSpec"
+
+
+class Unauthorized(EasError):
+    status = 401
+    code = "Unauthorized"
+
+
+class NotFound(EasError):
+    status = 404
+    code = "NotFound"
+
+
+class Conflict(EasError):
+    """The request clashes with the current state (name taken, group leased, ...)."""
+
+    status = 409
+    code = "Conflict"
+
+
+class PlatformUnavailable(EasError):
+    """The platform could not be reached or did not answer in time."""
+
+    status = 503
+    code = "PlatformUnavailable"
+
+
+class DeployFailed(EasError):
+    """A service could not be brought up (image missing, instance crashing, ...)."""
+
+    status = 422
+    code = "DeployFailed"
+
+
+_ALL: tuple[type[EasError], ...] = (
+    InvalidSpec,
+    Unauthorized,
+    NotFound,
+    Conflict,
+    PlatformUnavailable,
+    DeployFailed,
+)
