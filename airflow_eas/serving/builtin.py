@@ -47,7 +47,8 @@ class BadRequest(Exception):
 def missing_extra(processor: str, module: str, extra: str, exc: BaseException) -> StartupError:
     return StartupError(
         f"processor {processor!r} needs the {module} library, which is not installed ({exc}): "
-        f"pip install 'airflow-eas[{extra}]'"
+        f"pip install 'airflow-eas[{extra}]'",
+        3,
     )
 
 
