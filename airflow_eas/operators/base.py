@@ -1,0 +1,101 @@
+"""The generic base of every EAS operator and sensor: it owns the hook.
+
+Like amazon's ``AwsBaseOperator``: a subclass declares its fields and its work; the
+hook is one cached property built from ``eas_conn_id`` (``hook_class`` may be swapped
+for a subclass of :class:`EasHook`), the platform comes from the hook, and the common
+template fields are merged by :func:`eas_template_fields`.
+
+Every EAS operator also gets DataWorks' scheduling parameters in its templates:
+``{{ bizdate }}`` (the business date, the day before the scheduled day, ``yyyymmdd``)
+and ``{{ cyctime }}`` (the scheduled time, ``yyyymmddHHMMSS``), in the DAG's timezone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any, ClassVar
+
+import pendulum
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_eas.errors import Conflict, DeployFailed, EasError, InvalidSpec, NotFound, Unauthorized
+from airflow_eas.hooks.eas import EasHook
+from airflow_eas.platform.base import Platform
+
+# Errors a retry cannot fix: fail the task at once instead of burning retries.
+PERMANENT_ERRORS: tuple[type[EasError], ...] = (InvalidSpec, Unauthorized, DeployFailed, NotFound, Conflict)
+
+
+def eas_template_fields(*fields: str) -> tuple[str, ...]:
+    """Template fields of an EAS operator: its own plus the common ones, without duplicates."""
+    return tuple(dict.fromkeys((*fields, "eas_conn_id")))
+
+
+def dataworks_params(context: Mapping[str, Any]) -> dict[str, str]:
+    """DataWorks' scheduling parameters for a run: ``bizdate`` and ``cyctime``.
+
+    The scheduled time is the logical date (a cron run) or, for runs without one (manual
+    and asset-triggered runs in Airflow 3), the run's ``run_after``; both are shown in the
+    DAG's timezone, as DataWorks shows them in the project's.
+    """
+    moment = context.get("logical_date")
+    if moment is None:
+        dag_run = context.get("dag_run")
+        moment = getattr(dag_run, "run_after", None) or pendulum.now("UTC")
+    dag = context.get("dag")
+    tz = getattr(dag, "timezone", None) or pendulum.UTC
+    local = pendulum.instance(moment).in_timezone(tz) if isinstance(moment, datetime) else pendulum.now(tz)
+    return {
+        "bizdate": (local - timedelta(days=1)).strftime("%Y%m%d"),
+        "cyctime": local.strftime("%Y%m%d%H%M%S"),
+    }
+
+
+@contextmanager
+def fail_fast_on_permanent_errors() -> Iterator[None]:
+    """Turn errors a retry cannot fix into ``AirflowFailException`` (no retries); others retry."""
+    try:
+        yield
+    except PERMANENT_ERRORS as exc:
+        raise AirflowFailException(f"{exc.__class__.__name__}: {exc.message}") from exc
+
+
+class EasHookMixin:
+    """Owns the :class:`EasHook` of an operator or sensor.
+
+    :param eas_conn_id: the Airflow connection of the platform (default ``eas_default``)
+    """
+
+    hook_class: ClassVar[type[EasHook]] = EasHook
+    eas_conn_id: str
+
+    @cached_property
+    def hook(self) -> EasHook:
+        return self.hook_class(eas_conn_id=self.eas_conn_id)
+
+    @property
+    def platform(self) -> Platform:
+        return self.hook.get_platform()
+
+    def render_template_fields(self, context, jinja_env=None) -> None:  # noqa: ANN001
+        for key, value in dataworks_params(context).items():
+            context.setdefault(key, value)  # type: ignore[attr-defined]
+        super().render_template_fields(context, jinja_env)  # type: ignore[misc]
+
+
+class EasBaseOperator(EasHookMixin, BaseOperator):
+    """Base of the EAS operators.
+
+    :param eas_conn_id: the Airflow connection of the platform (default ``eas_default``)
+    """
+
+    template_fields = eas_template_fields()
+    ui_color = "#e8f1ff"
+
+    def __init__(self, *, eas_conn_id: str = EasHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eas_conn_id = eas_conn_id
