@@ -9,6 +9,7 @@ The task graph (``canary`` with steps 10, 50, 100; ``blue_green`` is the same wi
       -> shift_to_100 -> bake_100 -> analysis_100
       -> promote                       (old member scaled down after the delay)
     rollback        (runs when any step above fails: traffic back to the previous member)
+    rollout_failed  (fails the run after a rollback: a rolled-back run never ends success)
     release_lease   (teardown: runs whatever happened, once the lease was taken)
 
 ``deploy`` picks the group's idle member (``<group>_blue`` / ``<group>_green``); on an
@@ -24,6 +25,7 @@ scheduled day) and ``{{ cyctime }}`` (``yyyymmddHHMMSS``), in the schedule's tim
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -274,15 +276,16 @@ def _as_datetime(value: date | datetime | None, tz: Any) -> datetime | None:
 
 def build_rollout_dag(plan: dict[str, Any] | str | Path):  # noqa: ANN201 - airflow.sdk.DAG
     """Build the scheduled rollout DAG of ``plan`` (a dict, or the path of a YAML file)."""
-    from airflow.providers.standard.sensors.time_delta import WaitSensor
     from airflow.sdk import DAG, TriggerRule
 
     from airflow_eas.operators.eas import (
         EasAcquireLeaseOperator,
+        EasBakeOperator,
         EasDeployServiceOperator,
         EasPromoteOperator,
         EasReleaseLeaseOperator,
         EasRollbackOperator,
+        EasRolloutFailedOperator,
         EasTrafficShiftOperator,
         EasWarmUpOperator,
     )
@@ -319,6 +322,10 @@ def build_rollout_dag(plan: dict[str, Any] | str | Path):  # noqa: ANN201 - airf
         tags=p.tags,
         doc_md=_doc(p),
     )
+    # The DAG belongs to the file that called the factory (as @dag does), not to this module.
+    caller = sys._getframe().f_back
+    if caller is not None:
+        dag.fileloc = caller.f_code.co_filename
     with dag:
         acquire = EasAcquireLeaseOperator(
             task_id="acquire_lease",
@@ -363,12 +370,7 @@ def build_rollout_dag(plan: dict[str, Any] | str | Path):  # noqa: ANN201 - airf
             )
             if p.bake_seconds:
                 steps.append(
-                    WaitSensor(
-                        task_id=f"bake_{weight}",
-                        time_to_wait=timedelta(seconds=p.bake_seconds),
-                        deferrable=p.deferrable,
-                        retries=0,
-                    )
+                    EasBakeOperator(task_id=f"bake_{weight}", seconds=p.bake_seconds, deferrable=p.deferrable)
                 )
             steps.append(
                 EasMetricsSensor(
@@ -406,6 +408,11 @@ def build_rollout_dag(plan: dict[str, Any] | str | Path):  # noqa: ANN201 - airf
             retries=3,
         )
         steps[1:] >> rollback  # noqa: B018 - dependency wiring
+        # A rolled-back run must end failed: this leaf fails whenever a rollout step failed.
+        failed = EasRolloutFailedOperator(
+            task_id="rollout_failed", group=p.group, trigger_rule=TriggerRule.ONE_FAILED, retries=0
+        )
+        [*steps[1:], rollback] >> failed  # noqa: B018
 
         release = EasReleaseLeaseOperator(task_id="release_lease", group=p.group, retries=3)
         [promote, rollback] >> release  # noqa: B018

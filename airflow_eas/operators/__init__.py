@@ -3,11 +3,13 @@
 from airflow_eas.operators.base import EasBaseOperator
 from airflow_eas.operators.eas import (
     EasAcquireLeaseOperator,
+    EasBakeOperator,
     EasDeleteServiceOperator,
     EasDeployServiceOperator,
     EasPromoteOperator,
     EasReleaseLeaseOperator,
     EasRollbackOperator,
+    EasRolloutFailedOperator,
     EasScaleOperator,
     EasTrafficShiftOperator,
     EasWarmUpOperator,
@@ -15,12 +17,14 @@ from airflow_eas.operators.eas import (
 
 __all__ = [
     "EasAcquireLeaseOperator",
+    "EasBakeOperator",
     "EasBaseOperator",
     "EasDeleteServiceOperator",
     "EasDeployServiceOperator",
     "EasPromoteOperator",
     "EasReleaseLeaseOperator",
     "EasRollbackOperator",
+    "EasRolloutFailedOperator",
     "EasScaleOperator",
     "EasTrafficShiftOperator",
     "EasWarmUpOperator",

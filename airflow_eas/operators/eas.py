@@ -411,6 +411,64 @@ def _fmt(weights: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(weights.items()))
 
 
+class EasBakeOperator(EasBaseOperator):
+    """Let traffic flow for a while (a canary step's bake time) before its analysis.
+
+    Deferred by default, so no worker slot is held while baking.
+
+    :param seconds: how long to wait; templated
+    :param deferrable: wait in the triggerer (default) instead of sleeping in the worker
+    """
+
+    template_fields = eas_template_fields("seconds")
+    ui_color = "#fdf6e3"
+
+    def __init__(self, *, seconds: int | str, deferrable: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seconds = seconds
+        self.deferrable = deferrable
+
+    def execute(self, context: Any) -> None:
+        seconds = float(self.seconds)
+        if seconds <= 0:
+            return
+        self.log.info("Baking for %.0f s", seconds)
+        if not self.deferrable:
+            time.sleep(seconds)
+            return
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        self.defer(
+            trigger=DateTimeTrigger(moment=pendulum.now("UTC").add(seconds=seconds)),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Any, event: Any = None) -> None:
+        self.log.info("Bake time over")
+
+
+class EasRolloutFailedOperator(EasBaseOperator):
+    """Fails the run after a rollback, so a rolled-back release never ends ``success``.
+
+    Wire it with ``trigger_rule=ONE_FAILED`` below the rollout steps.
+
+    :param group: the service group (for the message); templated
+    """
+
+    template_fields = eas_template_fields("group")
+    ui_color = "#ffb3b3"
+
+    def __init__(self, *, group: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+
+    def execute(self, context: Any) -> None:
+        raise AirflowFailException(
+            f"the rollout of group {self.group} failed; its traffic went back to the previous member "
+            "(see the failed task and the rollback task)"
+        )
+
+
 class EasPromoteOperator(EasBaseOperator):
     """Give ``service`` all of its group's traffic; scale the old members down after a delay.
 
@@ -703,11 +761,13 @@ class EasReleaseLeaseOperator(EasBaseOperator):
 
 __all__ = [
     "EasAcquireLeaseOperator",
+    "EasBakeOperator",
     "EasDeleteServiceOperator",
     "EasDeployServiceOperator",
     "EasPromoteOperator",
     "EasReleaseLeaseOperator",
     "EasRollbackOperator",
+    "EasRolloutFailedOperator",
     "EasScaleOperator",
     "EasTrafficShiftOperator",
     "EasWarmUpOperator",

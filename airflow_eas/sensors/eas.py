@@ -18,7 +18,6 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_eas.analysis import ERROR, Thresholds
 from airflow_eas.errors import EasError
 from airflow_eas.hooks.eas import EasHook
-from airflow_eas.links import EasServiceConsoleLink, EasServiceEndpointLink
 from airflow_eas.operators.base import EasHookMixin, eas_template_fields
 from airflow_eas.triggers.eas import (
     FAILURE,
@@ -133,7 +132,6 @@ class EasServiceReadySensor(EasBaseSensor):
     """
 
     template_fields = eas_template_fields("service")
-    operator_extra_links = (EasServiceEndpointLink(), EasServiceConsoleLink())
     ui_color = "#f0e6ff"
 
     def __init__(
