@@ -1,0 +1,43 @@
+"""A processor service deployed on the real platform (eas server + HAProxy), invoked through the gateway."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import requests
+
+from airflow_eas.spec import parse_spec
+
+
+def test_sklearn_processor_through_the_gateway(eas_server, sklearn_model, tmp_path) -> None:  # noqa: ANN001
+    warm = tmp_path / "warmup.jsonl"
+    warm.write_text(json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}) + "\n")
+    spec = {
+        "name": "iris_sk",
+        "processor": "sklearn",
+        "model_path": f"file://{sklearn_model}",
+        "warm_up_data_path": str(warm),
+        "metadata": {"instance": 1, "warm_up_count": 2},
+    }
+    client = eas_server.client
+    info = client.create(parse_spec(spec))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            info = client.describe("iris_sk")
+            if info.status == "Running" and info.running_instances == 1:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"iris_sk not running: {info}")
+        rows = {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
+        resp = requests.post(
+            info.endpoint, data=json.dumps(rows), headers={"Authorization": info.token}, timeout=10
+        )
+        assert resp.status_code == 200, resp.text
+        doc = resp.json()
+        assert doc["predictions"] == [0, 2] and len(doc["probabilities"]) == 2
+        assert requests.post(info.endpoint, data=b"{}", timeout=10).status_code == 401
+    finally:
+        client.delete("iris_sk")
