@@ -275,9 +275,8 @@ def _print_summary(run: Any, client: Any, traffic: TrafficDriver) -> None:
     print(f"group {GROUP}: {_weights(client)}")
     print(f"client: {traffic.summary()}")
     for at, what in traffic.failures_at[:10]:
-        print(
-            f"  client error at {time.strftime('%H:%M:%S', time.localtime(at))}.{int(at % 1 * 1000):03d}: {what}"
-        )
+        stamp = time.strftime("%H:%M:%S", time.localtime(at))
+        print(f"  client error at {stamp}.{int(at % 1 * 1000):03d}: {what}")
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
         rows = sorted((ti for ti in tis if ti.start_date), key=lambda ti: ti.start_date)

@@ -513,7 +513,8 @@ class EasPromoteOperator(EasBaseOperator):
             weights = {m.service: 0 for m in info.members}
             weights[self.service] = 100
             platform.set_traffic(self.group, weights)
-            old = [m.service for m in live_members(info, exclude=self.service)]
+            # Every other member: a canary's last step may have moved their traffic already.
+            old = [m.service for m in info.members if m.service != self.service]
             self.log.info(
                 "Promoted %s: all of group %s's traffic; old members %s", self.service, self.group, old
             )
@@ -525,17 +526,15 @@ class EasPromoteOperator(EasBaseOperator):
             self.defer(
                 trigger=DateTimeTrigger(moment=pendulum.now("UTC").add(seconds=delay)),
                 method_name="execute_complete",
-                kwargs={"old": old},
             )
-        return self.execute_complete(context, old=old)
+        return self.execute_complete(context)
 
-    def execute_complete(
-        self, context: Any, event: Any = None, old: list[str] | None = None
-    ) -> dict[str, Any]:
-        old = old or []
+    def execute_complete(self, context: Any, event: Any = None, **_: Any) -> dict[str, Any]:
+        # Stateless: the old members are the group's other members (whatever resumed us).
         with fail_fast_on_permanent_errors():
             platform = self.platform
             info = platform.describe_group(self.group)
+            old = [m.service for m in info.members if m.service != self.service]
             if info.weight_of(self.service) != 100:
                 self.log.warning(
                     "Group %s no longer routes everything to %s (%s); leaving %s up",
@@ -549,6 +548,12 @@ class EasPromoteOperator(EasBaseOperator):
             for name in old if self.scale_down != "keep" else []:
                 if info.weight_of(name) > 0:
                     continue
+                try:
+                    current = platform.describe(name)
+                except NotFound:
+                    continue
+                if current.instances == 0:
+                    continue  # already scaled down
                 if self.scale_down == "stop":
                     platform.stop(name)
                 else:
