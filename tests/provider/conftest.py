@@ -122,15 +122,3 @@ def task_start(run, task_id: str) -> float:  # noqa: ANN001
             session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id).one()
         )
         return ti.start_date.timestamp()
-
-
-def split_client_errors(traffic) -> tuple[list, list]:  # noqa: ANN001
-    """Client errors: (gateway reload blips, everything else)."""
-    blips = [e for e in traffic.failures_at if "no instance is serving" in e[1]]
-    return blips, [e for e in traffic.failures_at if "no instance is serving" not in e[1]]
-
-
-JOIN_BLIP = (
-    "eas server gateway: while a new member joins a group (HAProxy reload), the group endpoint "
-    "briefly answers 503 'no instance is serving' although the live member serves; reported"
-)

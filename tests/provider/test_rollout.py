@@ -14,11 +14,9 @@ from airflow_eas.demo import TrafficDriver
 from airflow_eas.spec import parse_spec
 from tests.conftest import wait_until
 from tests.provider.conftest import (
-    JOIN_BLIP,
     echo_service,
     rollout_plan,
     run_plan,
-    split_client_errors,
     task_states,
 )
 
@@ -69,8 +67,7 @@ def test_good_version_is_promoted_without_client_errors(eas_conn, airflow_db) ->
     assert run.state == "success", states
     assert states["rollback"] == "skipped" and states["promote"] == "success"
     assert weights(client, group) == {"good_blue": 0, "good_green": 100}
-    blips, other_errors = split_client_errors(traffic)
-    assert other_errors == [], "client errors while the rollout ran"
+    assert traffic.failures_at == [], "client errors while the rollout ran"
     assert traffic.answers["version 2"] > 0 and traffic.answers["version 1"] > 0
     env = {e["name"]: e["value"] for e in client.describe("good_green").spec["containers"][0]["env"]}
     assert env == {"APP_VERSION": "2", "BIZDATE": "20261124", "CYCTIME": "20261125020000"}
@@ -78,8 +75,6 @@ def test_good_version_is_promoted_without_client_errors(eas_conn, airflow_db) ->
     wait_until(lambda: client.describe("good_blue").status == "Stopped", 20, "old member stopped")
     client.acquire_lease(group, "someone-else", 5)
     client.release_lease(group, "someone-else")
-    if blips:
-        pytest.xfail(f"{JOIN_BLIP}: {blips}")
     assert traffic.errors == 0
 
 
@@ -94,7 +89,8 @@ def test_bad_version_is_rolled_back_and_the_run_fails(eas_conn, airflow_db) -> N
 
     states = task_states(run)
     assert run.state == "failed", states
-    assert states["analysis_50"] == "failed"
+    # 20% of answers are 5xx: the warm-up or the first analysis catches it, whichever sees it first
+    assert states["warm_up"] == "failed" or states["analysis_50"] == "failed", states
     assert states["rollback"] == "success" and states["rollout_failed"] == "failed"
     assert states["promote"] == "upstream_failed" and states["shift_to_100"] == "upstream_failed"
     assert weights(client, group) == {"bad_blue": 100, "bad_green": 0}
@@ -116,10 +112,7 @@ def test_version_that_cannot_start_never_receives_traffic(eas_conn, airflow_db) 
     assert states["shift_to_50"] == "upstream_failed"
     assert weights(client, group) == {"broken_blue": 100, "broken_green": 0}
     assert "version 2" not in traffic.answers
-    blips, other_errors = split_client_errors(traffic)
-    assert other_errors == []
-    if blips:
-        pytest.xfail(f"{JOIN_BLIP}: {blips}")
+    assert traffic.failures_at == []
     assert set(traffic.answers) == {"version 1"}
 
 

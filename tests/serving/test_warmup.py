@@ -24,6 +24,7 @@ class Proc(BaseProcessor):
             raise ValueError("boom is not a feature vector")
         if data.startswith(b"sleep"):
             time.sleep(float(data[5:]))
+        time.sleep(0.002)  # a model's steady cost, so that "2x the steady p50" is not noise
         return b'{"ok":true}', 200
 """
 

@@ -1,0 +1,309 @@
+"""The data plane: an HAProxy that ``eas server`` starts, configures and owns.
+
+The gateway's desired state (:class:`GatewayState`: backends, their servers with
+weights and admin states, and the routes with their tokens) is rendered into one
+config file. Changes of *topology* (a backend or a server added or removed, a route
+or token changed) are applied by a hitless master-worker reload; changes of weight
+or admin state (ready / drain / maint) go through the runtime API, with no reload
+and no lost request. HAProxy runs in its own session so it keeps serving while the
+control plane restarts; a restarted control plane adopts it through its pid file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airflow_eas.errors import EasError
+
+READY, DRAIN, MAINT = "ready", "drain", "maint"
+NOT_FOUND_BODY = '{"code":"NotFound","message":"no such service or group"}'
+UNAUTHORIZED_BODY = '{"code":"Unauthorized","message":"missing or wrong token in the Authorization header"}'
+NO_SERVER_BODY = '{"code":"Unavailable","message":"no instance is serving"}'
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    address: str
+    weight: int = 1
+    state: str = READY
+
+
+@dataclass
+class Backend:
+    name: str
+    http_check: str | None  # a readiness path checked over HTTP; None checks TCP connects
+    servers: list[Server] = field(default_factory=list)
+
+
+@dataclass
+class GatewayState:
+    backends: dict[str, Backend] = field(default_factory=dict)
+    routes: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (backend, token)
+
+    def topology(self) -> tuple:
+        return (
+            tuple(sorted(
+                (b.name, b.http_check, tuple(sorted((s.name, s.address) for s in b.servers)))
+                for b in self.backends.values()
+            )),
+            tuple(sorted(self.routes.items())),
+        )
+
+    def server_settings(self) -> dict[tuple[str, str], tuple[int, str]]:
+        return {(b.name, s.name): (s.weight, s.state) for b in self.backends.values() for s in b.servers}
+
+
+class Gateway:
+    """Owns one HAProxy master process and its config under ``data_dir/gateway``."""
+
+    def __init__(self, data_dir: Path, *, host: str, port: int, log_port: int) -> None:
+        self.dir = data_dir / "gateway"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host, self.port, self.log_port = host, port, log_port
+        self.cfg = self.dir / "haproxy.cfg"
+        self.pidfile = self.dir / "haproxy.pid"
+        self.admin_sock = self.dir / "admin.sock"
+        self.master_sock = self.dir / "master.sock"
+        self._proc: subprocess.Popen | None = None
+        self._applied: GatewayState | None = None
+        self.restarts = 0
+
+    # -- process -------------------------------------------------------------------------
+
+    @property
+    def master_pid(self) -> int | None:
+        if self._proc is not None:
+            return self._proc.pid if self._proc.poll() is None else None
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _is_haproxy(pid) else None
+
+    def alive(self) -> bool:
+        return self.master_pid is not None
+
+    def ensure_running(self, state: GatewayState) -> bool:
+        """Start HAProxy from ``state`` if it is not running (or adopt the one that is). True if started."""
+        if self.alive():
+            if self._applied is None:  # adopted after a restart of the control plane
+                self._applied = GatewayState()
+                self.apply(state)
+            return False
+        self._write(state)
+        self._validate()
+        for path in (self.admin_sock, self.master_sock):
+            path.unlink(missing_ok=True)
+        log = open(self.dir / "haproxy.log", "ab")  # noqa: SIM115 - handed to the child
+        self._proc = subprocess.Popen(
+            ["haproxy", "-W", "-S", str(self.master_sock), "-f", str(self.cfg), "-p", str(self.pidfile)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )
+        log.close()
+        self._wait_for(lambda: self._worker_pid() is not None, "HAProxy to start")
+        self._applied = state
+        return True
+
+    def stop(self) -> None:
+        pid = self.master_pid
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _is_haproxy(pid):
+            if self._proc is not None and self._proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self._proc = None
+        self._applied = None
+
+    # -- applying the desired state ----------------------------------------------------------
+
+    def apply(self, state: GatewayState) -> None:
+        applied = self._applied
+        if applied is None:
+            raise EasError("gateway is not running")
+        if applied.topology() != state.topology():
+            self._write(state)
+            self._validate()
+            self._reload()
+        else:
+            before = applied.server_settings()
+            commands = []
+            for (backend, server), (weight, admin) in state.server_settings().items():
+                old_weight, old_admin = before.get((backend, server), (None, None))
+                if weight != old_weight:
+                    commands.append(f"set server {backend}/{server} weight {weight}")
+                if admin != old_admin:
+                    commands.append(f"set server {backend}/{server} state {admin}")
+            if commands:
+                self.runtime(commands)
+                self._write(state)
+        self._applied = state
+
+    def runtime(self, commands: list[str]) -> str:
+        """Send commands to the current worker, through the master CLI (one connection, one batch).
+
+        Never through the workers' own stats socket: during a reload it may still reach the
+        old worker, and a weight set there would be lost with it.
+        """
+        return _unix_call(self.master_sock, "".join(f"@1 {c}; " for c in commands) + "quit\n")
+
+    def sessions(self) -> dict[tuple[str, str], int]:
+        """Current in-flight requests per (backend, server)."""
+        out: dict[tuple[str, str], int] = {}
+        try:
+            text = self.runtime(["show stat -1 4 -1"])
+        except OSError:
+            return out
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            cols = line.split(",")
+            if len(cols) > 4 and cols[4].isdigit():
+                out[(cols[0], cols[1])] = int(cols[4])
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _worker_pid(self) -> int | None:
+        try:
+            info = self.runtime(["show info"])
+        except OSError:
+            return None
+        for line in info.splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split(":", 1)[1])
+        return None
+
+    def _reload(self) -> None:
+        old = self._worker_pid()
+        pid = self.master_pid
+        if pid is None:
+            raise EasError("gateway is not running")
+        os.kill(pid, signal.SIGUSR2)
+        self._wait_for(lambda: (w := self._worker_pid()) is not None and w != old, "HAProxy to reload")
+
+    def _wait_for(self, predicate, what: str, timeout: float = 15.0) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            if self._proc is not None and self._proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        tail = _tail(self.dir / "haproxy.log", 5)
+        raise EasError(f"timed out waiting for {what}; haproxy.log ends: {tail}")
+
+    def _validate(self) -> None:
+        res = subprocess.run(["haproxy", "-c", "-q", "-f", str(self.cfg)], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise EasError(f"generated gateway config is invalid: {(res.stderr or res.stdout).strip()[-500:]}")
+
+    def _write(self, state: GatewayState) -> None:
+        tokens = "".join(f"{name} {token}\n" for name, (_, token) in sorted(state.routes.items()))
+        backends = "".join(f"{name} {backend}\n" for name, (backend, _) in sorted(state.routes.items()))
+        _atomic_write(self.dir / "tokens.map", tokens, mode=0o600)
+        _atomic_write(self.dir / "backends.map", backends)
+        _atomic_write(self.cfg, self.render(state), mode=0o600)
+
+    def render(self, state: GatewayState) -> str:
+        d = self.dir
+        lines = [
+            "global",
+            "    master-worker",
+            f"    stats socket {self.admin_sock} mode 600 level admin expose-fd listeners",
+            "    maxconn 8000",
+            "    hard-stop-after 30s",
+            f"    log 127.0.0.1:{self.log_port} len 512 format raw local0 info",
+            "",
+            "defaults",
+            "    mode http",
+            "    log global",
+            '    log-format "%b %s %ST %Ta"',
+            "    option dontlognull",
+            "    option redispatch",
+            "    option idle-close-on-response",
+            "    retries 3",
+            "    option http-buffer-request",
+            "    retry-on conn-failure empty-response",
+            "    timeout connect 2s",
+            "    timeout client 120s",
+            "    timeout server 300s",
+            "    timeout http-keep-alive 30s",
+            "    timeout http-request 30s",
+            "    default-server check inter 500 fall 2 rise 2",
+            f"    http-error status 503 content-type application/json string '{NO_SERVER_BODY}'",
+            "",
+            "frontend gateway",
+            f"    bind {self.host}:{self.port}",
+            "    http-request set-var(txn.eas_name) path,field(4,/) if { path_beg /api/predict/ }",
+            f"    http-request set-var(txn.eas_token) var(txn.eas_name),map_str({d}/tokens.map)",
+            "    acl known_name var(txn.eas_token) -m found",
+            "    acl token_ok req.fhdr(Authorization),strcmp(txn.eas_token) eq 0",
+            f"    http-request return status 404 content-type application/json string '{NOT_FOUND_BODY}'"
+            " if !known_name",
+            f"    http-request return status 401 content-type application/json string '{UNAUTHORIZED_BODY}'"
+            " if !token_ok",
+            f"    use_backend %[var(txn.eas_name),map_str({d}/backends.map)]",
+            "    default_backend be_notfound",
+            "",
+            "backend be_notfound",
+            f"    http-request return status 404 content-type application/json string '{NOT_FOUND_BODY}'",
+            "",
+        ]
+        for backend in sorted(state.backends.values(), key=lambda b: b.name):
+            lines += [f"backend {backend.name}", "    balance roundrobin"]
+            if backend.http_check:
+                lines += [f"    option httpchk GET {backend.http_check}", "    http-check expect status 200"]
+            for s in sorted(backend.servers, key=lambda s: s.name):
+                weight = 0 if s.state == DRAIN else s.weight
+                flags = " disabled" if s.state == MAINT else ""
+                lines.append(f"    server {s.name} {s.address} weight {weight}{flags}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _unix_call(path: Path, payload: str, timeout: float = 5.0) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(payload.encode())
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _is_haproxy(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return b"haproxy" in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,151 @@
+"""Data-plane metrics: every request the gateway forwards, from HAProxy's per-request log.
+
+HAProxy sends one raw log line per request over UDP (``%b %s %ST %Ta``: backend, server,
+status, total time in ms). A receiver thread folds them into one-second buckets per
+service, each holding a count, an error count and a latency histogram, so percentiles
+over any window up to :data:`RETENTION_SECONDS` cost a merge of small dicts, and memory
+does not grow with traffic. HAProxy's own exporter has only averages, hence the logs.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+
+RETENTION_SECONDS = 900
+SERVICE_PREFIX, GROUP_PREFIX = "s_", "g_"
+
+
+@dataclass
+class _Bucket:
+    second: int
+    requests: int = 0
+    errors: int = 0
+    latency: Counter = field(default_factory=Counter)  # whole ms -> count
+
+
+@dataclass
+class Window:
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    seconds: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+class MetricsCollector:
+    """Receives the gateway's request log on a UDP port of 127.0.0.1."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        try:
+            self.sock.bind(("127.0.0.1", port))
+        except OSError:  # the remembered port is taken: any port will do, the config follows
+            self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._lock = threading.Lock()
+        self._series: dict[str, deque[_Bucket]] = defaultdict(deque)
+        self.totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # key -> [requests, errors]
+        self._thread = threading.Thread(target=self._run, name="eas-metrics", daemon=True)
+        self._stop = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+
+    def _run(self) -> None:
+        recv = self.sock.recv
+        while not self._stop:
+            try:
+                data = recv(4096)
+            except OSError:
+                return
+            self.record_line(data.decode(errors="replace"))
+
+    def record_line(self, line: str) -> None:
+        parts = line.split()
+        if len(parts) < 4:
+            return
+        backend, server, status, total = parts[-4:]
+        if backend.startswith(SERVICE_PREFIX):
+            keys = [backend[len(SERVICE_PREFIX):]]
+        elif backend.startswith(GROUP_PREFIX):
+            keys = [f"group:{backend[len(GROUP_PREFIX):]}"]
+            member = server.partition(".")[0]
+            if member and server != "<NOSRV>":
+                keys.append(member)
+        else:
+            return  # rejected at the frontend (401/404): not a service's request
+        try:
+            code = int(status)
+            ms = max(int(total), 0)
+        except ValueError:
+            return
+        error = code >= 500 or code < 0
+        self.record(keys, error, ms)
+
+    def record(self, keys: list[str], error: bool, ms: int, now: float | None = None) -> None:
+        second = int(now if now is not None else time.time())
+        with self._lock:
+            for key in keys:
+                series = self._series[key]
+                if not series or series[-1].second != second:
+                    series.append(_Bucket(second))
+                    while series and series[0].second < second - RETENTION_SECONDS:
+                        series.popleft()
+                bucket = series[-1]
+                bucket.requests += 1
+                bucket.latency[ms] += 1
+                totals = self.totals[key]
+                totals[0] += 1
+                if error:
+                    bucket.errors += 1
+                    totals[1] += 1
+
+    def window(self, key: str, seconds: int, now: float | None = None) -> Window:
+        seconds = max(1, min(int(seconds), RETENTION_SECONDS))
+        since = int(now if now is not None else time.time()) - seconds
+        requests = errors = 0
+        hist: Counter = Counter()
+        with self._lock:
+            for bucket in reversed(self._series.get(key, ())):
+                if bucket.second <= since:
+                    break
+                requests += bucket.requests
+                errors += bucket.errors
+                hist.update(bucket.latency)
+        p50, p95, p99 = _percentiles(hist, requests, (0.50, 0.95, 0.99))
+        return Window(requests, errors, p50, p95, p99, seconds)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._series.pop(key, None)
+            self.totals.pop(key, None)
+
+
+def _percentiles(hist: Counter, total: int, qs: tuple[float, ...]) -> list[float | None]:
+    if not total:
+        return [None for _ in qs]
+    out: list[float | None] = []
+    items = sorted(hist.items())
+    for q in qs:
+        rank = max(1, int(q * total + 0.999999))
+        seen = 0
+        for ms, count in items:
+            seen += count
+            if seen >= rank:
+                out.append(float(ms))
+                break
+    return out

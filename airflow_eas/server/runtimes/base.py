@@ -1,0 +1,63 @@
+"""What a runtime does for the control plane: run one instance, watch it, stop it.
+
+Runtimes are siblings over this base (``process``, later ``docker``); the reconciler
+never knows which one it drives. A handle is an opaque string the runtime can use to
+find its instance again after the control plane restarted (a pid, a container id).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_eas.spec import ServiceSpec
+
+
+@dataclass
+class LaunchRequest:
+    instance_id: str
+    spec: ServiceSpec
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    workdir: Path
+
+
+@dataclass
+class ExitStatus:
+    code: int | None  # None when the runtime could not learn it (an adopted process)
+
+    def describe(self) -> str:
+        if self.code is None:
+            return "exited"
+        if self.code < 0:
+            return f"killed by signal {-self.code}"
+        return f"exited with code {self.code}"
+
+
+class Runtime(ABC):
+    name: str
+
+    @abstractmethod
+    def launch(self, request: LaunchRequest) -> str:
+        """Start the instance; return its handle. Raise DeployFailed with a reason when it cannot start."""
+
+    @abstractmethod
+    def poll(self, handle: str) -> ExitStatus | None:
+        """None while the instance runs; its exit status once it ended."""
+
+    @abstractmethod
+    def terminate(self, handle: str) -> None:
+        """Ask the instance to exit (SIGTERM)."""
+
+    @abstractmethod
+    def kill(self, handle: str) -> None:
+        """End the instance now (SIGKILL)."""
+
+    @abstractmethod
+    def adopt(self, handle: str) -> bool:
+        """After a control-plane restart: True if the instance behind the handle still runs."""
+
+    def release(self, handle: str) -> None:  # noqa: B027 - optional hook
+        """Forget an instance that has ended (remove a container, ...)."""

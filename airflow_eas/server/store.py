@@ -1,0 +1,259 @@
+"""SQLite state of ``eas server``: the desired state (services, groups, leases) and
+what runs (instances), so that a restarted server finds everything again.
+
+One connection, guarded by one lock: the control plane is small and every write is
+a few rows, so simplicity beats concurrency here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_eas.errors import Conflict, NotFound
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, version INTEGER NOT NULL, desired INTEGER NOT NULL,
+    token TEXT NOT NULL, grp TEXT, failed_version INTEGER, reason TEXT NOT NULL DEFAULT '',
+    ever_ready INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY, service TEXT NOT NULL, version INTEGER NOT NULL, port INTEGER NOT NULL,
+    handle TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, in_gateway INTEGER NOT NULL DEFAULT 0,
+    restarts INTEGER NOT NULL DEFAULT 0, started_at REAL, ready_at REAL, state_since REAL NOT NULL,
+    restart_at REAL);
+CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, token TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    grp TEXT NOT NULL, service TEXT NOT NULL, weight INTEGER NOT NULL, PRIMARY KEY (grp, service));
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT NOT NULL, time REAL NOT NULL,
+    level TEXT NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (grp TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Instance states. `starting`: launched, readiness not yet seen. `running`: ready, serving.
+# `backoff`: died, waiting to be launched again. `draining`: no new requests, in-flight ones finish.
+# `stopping`: asked to exit, killed after the grace period.
+STARTING, RUNNING, BACKOFF, DRAINING, STOPPING = "starting", "running", "backoff", "draining", "stopping"
+ACTIVE_STATES = (STARTING, RUNNING, BACKOFF)
+
+
+@dataclass
+class ServiceRow:
+    name: str
+    spec: dict[str, Any]
+    version: int
+    desired: int
+    token: str
+    grp: str | None
+    failed_version: int | None
+    reason: str
+    ever_ready: bool
+    created: float
+    updated: float
+
+
+@dataclass
+class InstanceRow:
+    id: str
+    service: str
+    version: int
+    port: int
+    handle: str
+    state: str
+    in_gateway: bool
+    restarts: int
+    started_at: float | None
+    ready_at: float | None
+    state_since: float
+    restart_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def _q(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _x(self, sql: str, args: tuple = ()) -> int:
+        with self.lock:
+            return self._db.execute(sql, args).rowcount
+
+    # -- settings --------------------------------------------------------------------------
+
+    def setting(self, key: str) -> str | None:
+        rows = self._q("SELECT value FROM settings WHERE key=?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._x("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, value))
+
+    # -- services --------------------------------------------------------------------------
+
+    @staticmethod
+    def _service(row: sqlite3.Row) -> ServiceRow:
+        d = dict(row)
+        d["spec"] = json.loads(d["spec"])
+        d["ever_ready"] = bool(d["ever_ready"])
+        return ServiceRow(**d)
+
+    def services(self) -> list[ServiceRow]:
+        return [self._service(r) for r in self._q("SELECT * FROM services ORDER BY name")]
+
+    def service(self, name: str) -> ServiceRow:
+        rows = self._q("SELECT * FROM services WHERE name=?", (name,))
+        if not rows:
+            raise NotFound(f"service {name!r} not found")
+        return self._service(rows[0])
+
+    def has_service(self, name: str) -> bool:
+        return bool(self._q("SELECT 1 FROM services WHERE name=?", (name,)))
+
+    def insert_service(self, name: str, spec: dict, desired: int, token: str, grp: str | None) -> None:
+        now = time.time()
+        with self.lock:
+            if self.has_service(name):
+                raise Conflict(f"service {name!r} already exists; use modify to change it")
+            if self.has_group(name):
+                raise Conflict(f"{name!r} is the name of a service group; choose another service name")
+            self._x(
+                "INSERT INTO services(name, spec, version, desired, token, grp, created, updated)"
+                " VALUES (?, ?, 1, ?, ?, ?, ?, ?)",
+                (name, json.dumps(spec), desired, token, grp, now, now),
+            )
+
+    def update_service(self, name: str, **fields: Any) -> None:
+        if "spec" in fields:
+            fields["spec"] = json.dumps(fields["spec"])
+        fields["updated"] = time.time()
+        cols = ", ".join(f"{k}=?" for k in fields)
+        self._x(f"UPDATE services SET {cols} WHERE name=?", (*fields.values(), name))
+
+    def delete_service(self, name: str) -> None:
+        with self.lock:
+            self._x("DELETE FROM services WHERE name=?", (name,))
+            self._x("DELETE FROM events WHERE service=?", (name,))
+
+    # -- instances -------------------------------------------------------------------------
+
+    @staticmethod
+    def _instance(row: sqlite3.Row) -> InstanceRow:
+        d = dict(row)
+        d["in_gateway"] = bool(d["in_gateway"])
+        return InstanceRow(**d)
+
+    def instances(self, service: str | None = None) -> list[InstanceRow]:
+        if service is None:
+            rows = self._q("SELECT * FROM instances ORDER BY service, started_at, id")
+        else:
+            rows = self._q("SELECT * FROM instances WHERE service=? ORDER BY started_at, id", (service,))
+        return [self._instance(r) for r in rows]
+
+    def insert_instance(self, inst: InstanceRow) -> None:
+        self._x(
+            "INSERT INTO instances(id, service, version, port, handle, state, in_gateway, restarts,"
+            " started_at, ready_at, state_since, restart_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                inst.id, inst.service, inst.version, inst.port, inst.handle, inst.state,
+                int(inst.in_gateway), inst.restarts, inst.started_at, inst.ready_at, inst.state_since,
+                inst.restart_at,
+            ),
+        )
+
+    def save_instance(self, inst: InstanceRow) -> None:
+        self._x(
+            "UPDATE instances SET handle=?, state=?, in_gateway=?, restarts=?, started_at=?, ready_at=?,"
+            " state_since=?, restart_at=?, port=? WHERE id=?",
+            (
+                inst.handle, inst.state, int(inst.in_gateway), inst.restarts, inst.started_at,
+                inst.ready_at, inst.state_since, inst.restart_at, inst.port, inst.id,
+            ),
+        )
+
+    def delete_instance(self, instance_id: str) -> None:
+        self._x("DELETE FROM instances WHERE id=?", (instance_id,))
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def has_group(self, name: str) -> bool:
+        return bool(self._q("SELECT 1 FROM groups WHERE name=?", (name,)))
+
+    def groups(self) -> list[tuple[str, str]]:
+        return [(r["name"], r["token"]) for r in self._q("SELECT * FROM groups ORDER BY name")]
+
+    def group_token(self, name: str) -> str:
+        rows = self._q("SELECT token FROM groups WHERE name=?", (name,))
+        if not rows:
+            raise NotFound(f"service group {name!r} not found")
+        return rows[0]["token"]
+
+    def members(self, grp: str) -> dict[str, int]:
+        rows = self._q("SELECT service, weight FROM members WHERE grp=? ORDER BY service", (grp,))
+        return {r["service"]: r["weight"] for r in rows}
+
+    def join_group(self, grp: str, service: str, token: str) -> None:
+        with self.lock:
+            if self.has_service(grp):
+                raise Conflict(f"group name {grp!r} is taken by a service; choose another group name")
+            self._x("INSERT OR IGNORE INTO groups(name, token) VALUES (?, ?)", (grp, token))
+            self._x("INSERT OR IGNORE INTO members(grp, service, weight) VALUES (?, ?, 0)", (grp, service))
+
+    def leave_group(self, grp: str, service: str) -> None:
+        with self.lock:
+            self._x("DELETE FROM members WHERE grp=? AND service=?", (grp, service))
+            if not self._q("SELECT 1 FROM members WHERE grp=?", (grp,)):
+                self._x("DELETE FROM groups WHERE name=?", (grp,))
+                self._x("DELETE FROM leases WHERE grp=?", (grp,))
+
+    def set_weights(self, grp: str, weights: dict[str, int]) -> None:
+        with self.lock:
+            current = self.members(grp)
+            for service in weights:
+                if service not in current:
+                    raise NotFound(f"{service!r} is not a member of group {grp!r} (members: {', '.join(current)})")
+            for service, weight in weights.items():
+                self._x("UPDATE members SET weight=? WHERE grp=? AND service=?", (weight, grp, service))
+
+    # -- events ----------------------------------------------------------------------------
+
+    def add_event(self, service: str, level: str, message: str) -> None:
+        self._x(
+            "INSERT INTO events(service, time, level, message) VALUES (?, ?, ?, ?)",
+            (service, time.time(), level, message),
+        )
+
+    def events(self, service: str, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._q(
+            "SELECT time, level, message FROM events WHERE service=? ORDER BY id DESC LIMIT ?", (service, limit)
+        )
+        return [dict(r) for r in reversed(rows)]
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def acquire_lease(self, grp: str, holder: str, ttl: float) -> float:
+        now = time.time()
+        with self.lock:
+            rows = self._q("SELECT holder, expires_at FROM leases WHERE grp=?", (grp,))
+            if rows and rows[0]["holder"] != holder and rows[0]["expires_at"] > now:
+                left = int(rows[0]["expires_at"] - now)
+                raise Conflict(f"group {grp!r} is leased by {rows[0]['holder']!r} for {left} s more")
+            expires = now + ttl
+            self._x("INSERT OR REPLACE INTO leases(grp, holder, expires_at) VALUES (?, ?, ?)", (grp, holder, expires))
+            return expires
+
+    def release_lease(self, grp: str, holder: str) -> None:
+        self._x("DELETE FROM leases WHERE grp=? AND holder=?", (grp, holder))

@@ -1,0 +1,58 @@
+"""Shared fixtures: a real `eas server` (control plane + HAProxy) per test session."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_eas.server.embedded import EmbeddedServer, start_embedded
+
+APPS = Path(__file__).parent / "apps"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if shutil.which("haproxy") is None:
+        skip = pytest.mark.skip(reason="haproxy is not installed (make test installs it with apt-get)")
+        for item in items:
+            if "eas_server" in getattr(item, "fixturenames", ()):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def eas_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    server = start_embedded(tmp_path_factory.mktemp("eas"))
+    yield server
+    server.stop()
+
+
+def echo_spec(name: str, *, instances: int = 1, group: str | None = None, **env: str) -> dict:
+    """An image-style service running tests/apps/echo_app.py (the process runtime runs `command`)."""
+    metadata: dict = {"instance": instances}
+    if group:
+        metadata["group"] = group
+    return {
+        "name": name,
+        "containers": [{
+            "image": "local",
+            "command": f"{sys.executable} {APPS / 'echo_app.py'}",
+            "port": 8000,
+            "env": [{"name": k, "value": str(v)} for k, v in env.items()],
+        }],
+        "metadata": metadata,
+    }
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
