@@ -94,8 +94,12 @@ class Gateway:
         """Start HAProxy from ``state`` if it is not running (or adopt the one that is). True if started."""
         if self.alive():
             if self._applied is None:  # adopted after a restart of the control plane
-                self._applied = GatewayState()
-                self.apply(state)
+                current = self.cfg.read_text() if self.cfg.exists() else ""
+                if current == self.render(state):
+                    self._applied = state  # it already serves exactly this: no reload needed
+                else:
+                    self._applied = GatewayState()
+                    self.apply(state)
             return False
         self._write(state)
         self._validate()
