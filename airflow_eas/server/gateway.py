@@ -11,6 +11,7 @@ control plane restarts; a restarted control plane adopts it through its pid file
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -72,6 +73,8 @@ class Gateway:
         self.admin_sock = self.dir / "admin.sock"
         self.master_sock = self.dir / "master.sock"
         self._proc: subprocess.Popen | None = None
+        # per-request logs feed the metrics; off only to measure what they cost (bench/gateway_bench.py)
+        self.request_log = os.environ.get("EAS_GATEWAY_REQUEST_LOG", "on") != "off"
         self._applied: GatewayState | None = None
         self.restarts = 0
 
@@ -214,7 +217,11 @@ class Gateway:
     def _write(self, state: GatewayState) -> None:
         tokens = "".join(f"{name} {token}\n" for name, (_, token) in sorted(state.routes.items()))
         backends = "".join(f"{name} {backend}\n" for name, (backend, _) in sorted(state.routes.items()))
+        keys = "".join(
+            f"{name} {base64.b64encode(token.encode()).decode()}\n" for name, (_, token) in sorted(state.routes.items())
+        )
         _atomic_write(self.dir / "tokens.map", tokens, mode=0o600)
+        _atomic_write(self.dir / "keys.map", keys, mode=0o600)
         _atomic_write(self.dir / "backends.map", backends)
         _atomic_write(self.cfg, self.render(state), mode=0o600)
 
@@ -226,7 +233,7 @@ class Gateway:
             f"    stats socket {self.admin_sock} mode 600 level admin expose-fd listeners",
             "    maxconn 8000",
             "    hard-stop-after 30s",
-            f"    log 127.0.0.1:{self.log_port} len 512 format raw local0 info",
+            f"    log 127.0.0.1:{self.log_port} len 512 format raw local0 info" if self.request_log else "",
             "",
             "defaults",
             "    mode http",
@@ -252,10 +259,20 @@ class Gateway:
             f"    http-request set-var(txn.eas_token) var(txn.eas_name),map_str({d}/tokens.map)",
             "    acl known_name var(txn.eas_token) -m found",
             "    acl token_ok req.fhdr(Authorization),strcmp(txn.eas_token) eq 0",
+            # EAS's request signature (what the eas-prediction SDK sends): "EAS " + base64(HMAC-SHA1 keyed by
+            # the token over method, body MD5, content type, Date and /api/predict/<name>)
+            "    acl signed req.fhdr(Authorization) -m beg \"EAS \"",
+            f"    http-request set-var(txn.eas_key) var(txn.eas_name),map_str({d}/keys.map) if signed",
+            "    http-request set-var(txn.eas_md5) req.body,digest(md5),hex,lower if signed",
+            '    http-request set-var-fmt(txn.eas_sig_in) "%[method]\\n%[var(txn.eas_md5)]\\n'
+            '%[req.fhdr(content-type)]\\n%[req.fhdr(date)]\\n/api/predict/%[var(txn.eas_name)]" if signed',
+            '    http-request set-var-fmt(txn.eas_sig) "EAS %[var(txn.eas_sig_in),hmac(sha1,txn.eas_key),base64]"'
+            " if signed",
+            "    acl signature_ok req.fhdr(Authorization),strcmp(txn.eas_sig) eq 0",
             f"    http-request return status 404 content-type application/json string '{NOT_FOUND_BODY}'"
             " if !known_name",
             f"    http-request return status 401 content-type application/json string '{UNAUTHORIZED_BODY}'"
-            " if !token_ok",
+            " if !token_ok !signature_ok",
             f"    use_backend %[var(txn.eas_name),map_str({d}/backends.map)]",
             "    default_backend be_notfound",
             "",
