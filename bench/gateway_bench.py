@@ -51,7 +51,8 @@ def wrk(url: str, token: str | None, connections: int, duration: int) -> dict:
     text = (REPO / "bench" / "serving_post.lua").read_text()
     text = re.sub(r"wrk\.body = .*", lambda _: f"wrk.body = {json.dumps(BODY)}", text)
     if token:
-        text = text.replace('wrk.headers["Content-Type"]', f'wrk.headers["Authorization"] = "{token}"\nwrk.headers["Content-Type"]', 1)
+        auth = f'wrk.headers["Authorization"] = "{token}"\n'
+        text = text.replace('wrk.headers["Content-Type"]', auth + 'wrk.headers["Content-Type"]', 1)
     script.write_text(text)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
