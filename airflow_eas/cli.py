@@ -56,7 +56,10 @@ def _desc_public(info: dict) -> dict:
 def cmd_server(args: argparse.Namespace) -> int:
     from airflow_eas.server.app import ServerConfig, serve
 
-    serve(ServerConfig(Path(args.data_dir).resolve(), args.api_port, args.gateway_port, args.host, args.runtime))
+    config = ServerConfig(Path(args.data_dir).resolve(), args.api_port, args.gateway_port, args.host, args.runtime)
+    if args.model_server_image:
+        config.model_server_image = args.model_server_image
+    serve(config)
     return 0
 
 
@@ -123,7 +126,7 @@ def cmd_desc(args: argparse.Namespace) -> int:
         ("Group", info["group"] or "-"), ("Endpoint", info["endpoint"]), ("Token", info["token"]),
     ]
     if info.get("link"):
-        fields.append(("Link", f"{info['link']}  (web app; send the token in Authorization)"))
+        fields.append(("Link", f"{info['link']}  (web app: open it in a browser)"))
     if info.get("reason"):
         fields.append(("Reason", info["reason"]))
     width = max(len(k) for k, _ in fields)
@@ -233,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-port", type=int, default=8600)
     p.add_argument("--gateway-port", type=int, default=8700)
     p.add_argument("--host", default="127.0.0.1", help="address both ports bind to")
-    p.add_argument("--runtime", default="process", choices=["process"])
+    p.add_argument("--runtime", default="process", choices=["process", "docker"],
+                   help="run instances as local processes or as containers on the local Docker engine")
+    p.add_argument("--model-server-image", default=None,
+                   help="docker runtime: image of processor deployments (env EAS_MODEL_SERVER_IMAGE, "
+                        "default airflow-eas/model-server:latest, built by make image)")
     p.set_defaults(func=cmd_server)
 
     client_cmd("create", cmd_create, "create a service from an EAS JSON spec", True).add_argument("spec")

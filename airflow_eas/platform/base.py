@@ -22,6 +22,7 @@ STOPPING = "Stopping"
 STOPPED = "Stopped"
 FAILED = "Failed"
 DELETING = "Deleting"
+WAITING = "Waiting"  # served before, but no instance serves right now (all restarting)
 
 
 class _Json:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import secrets
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.prometheus import render_prometheus
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.runtimes.process import ProcessRuntime
+from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
 from airflow_eas.spec import check_name, parse_spec
 
@@ -40,6 +42,12 @@ class ServerConfig:
     gateway_port: int = 8700
     host: str = "127.0.0.1"
     runtime: str = "process"
+    # docker runtime: the image of processor deployments; pull images missing from the engine
+    model_server_image: str = field(
+        default_factory=lambda: os.environ.get("EAS_MODEL_SERVER_IMAGE", "airflow-eas/model-server:latest"))
+    pull_images: bool = field(default_factory=lambda: os.environ.get("EAS_DOCKER_PULL", "1") not in ("0", "false"))
+    # object store of oss:// mounts and locations (env EAS_OSS_ENDPOINT, EAS_OSS_ACCESS_KEY_ID, ...)
+    oss: OssConfig = field(default_factory=OssConfig.from_env)
 
 
 class ControlPlane:
@@ -57,7 +65,8 @@ class ControlPlane:
         self.gateway = Gateway(
             data_dir, host=config.host, port=config.gateway_port, log_port=self.metrics.port
         )
-        self.runtime = _runtime(config.runtime)
+        storage_for(data_dir, config.oss)
+        self.runtime = _runtime(config)
         self.reconciler = Reconciler(self.store, self.runtime, self.gateway, self.metrics, data_dir, timings)
         self.gateway_url = f"http://{config.host}:{config.gateway_port}"
 
@@ -224,10 +233,14 @@ class ControlPlane:
         return Lease(name, holder, expires).to_dict()
 
 
-def _runtime(name: str):  # noqa: ANN202
-    if name == "process":
+def _runtime(config: ServerConfig):  # noqa: ANN202
+    if config.runtime == "process":
         return ProcessRuntime()
-    raise InvalidSpec(f"--runtime {name!r}: the runtimes are: process")
+    if config.runtime == "docker":
+        from airflow_eas.server.runtimes.docker import DockerRuntime
+
+        return DockerRuntime(config.data_dir, model_server_image=config.model_server_image, pull=config.pull_images)
+    raise InvalidSpec(f"--runtime {config.runtime!r}: the runtimes are: process, docker")
 
 
 def _admin_token(path: Path) -> str:

@@ -27,6 +27,7 @@ class EmbeddedServer:
     api_port: int
     gateway_port: int
     process: subprocess.Popen | None = None
+    runtime: str = "process"
 
     @property
     def endpoint(self) -> str:
@@ -48,7 +49,7 @@ class EmbeddedServer:
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
             [sys.executable, "-m", "airflow_eas.cli", "server", "--data-dir", str(self.data_dir),
-             "--api-port", str(self.api_port), "--gateway-port", str(self.gateway_port)],
+             "--api-port", str(self.api_port), "--gateway-port", str(self.gateway_port), "--runtime", self.runtime],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )
         log.close()
@@ -98,7 +99,9 @@ class EmbeddedServer:
             return "(no log)"
 
 
-def start_embedded(data_dir: Path, api_port: int = 0, gateway_port: int = 0) -> EmbeddedServer:
+def start_embedded(
+    data_dir: Path, api_port: int = 0, gateway_port: int = 0, runtime: str = "process"
+) -> EmbeddedServer:
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return EmbeddedServer(data_dir, api_port or free_port(), gateway_port or free_port()).start()
+    return EmbeddedServer(data_dir, api_port or free_port(), gateway_port or free_port(), runtime=runtime).start()

@@ -41,6 +41,8 @@ class Backend:
     name: str
     http_check: str | None  # a readiness path checked over HTTP; None checks TCP connects
     servers: list[Server] = field(default_factory=list)
+    # image services get the path below /api/predict/<name>, as EAS forwards to custom images
+    strip_prefix: bool = False
 
 
 @dataclass
@@ -51,7 +53,7 @@ class GatewayState:
     def topology(self) -> tuple:
         return (
             tuple(sorted(
-                (b.name, b.http_check, tuple(sorted((s.name, s.address) for s in b.servers)))
+                (b.name, b.http_check, b.strip_prefix, tuple(sorted((s.name, s.address) for s in b.servers)))
                 for b in self.backends.values()
             )),
             tuple(sorted(self.routes.items())),
@@ -191,12 +193,44 @@ class Gateway:
         return None
 
     def _reload(self) -> None:
-        old = self._worker_pid()
+        # the master's CLI socket is briefly gone while a previous reload re-executes the master: without
+        # the current worker's pid we could not tell the new worker from the old one
+        old: int | None = None
+
+        def current_known() -> bool:
+            nonlocal old
+            old = self._worker_pid()
+            return old is not None
+
+        self._wait_for(current_known, "HAProxy's current worker to answer")
         pid = self.master_pid
         if pid is None:
             raise EasError("gateway is not running")
         os.kill(pid, signal.SIGUSR2)
         self._wait_for(lambda: (w := self._worker_pid()) is not None and w != old, "HAProxy to reload")
+        # the old worker keeps accepting until the master tells it to stop: until then a new connection may
+        # still meet the old config (a missing backend or server)
+        self._wait_for(self._old_workers_stopping, "HAProxy's old workers to stop accepting")
+
+    def _old_workers_stopping(self) -> bool:
+        try:
+            procs = _unix_call(self.master_sock, "show proc; quit\n").splitlines()
+        except OSError:
+            return False
+        old = procs[procs.index("# old workers") + 1:] if "# old workers" in procs else []
+        for line in old:
+            if line.startswith("#"):
+                break
+            pid = line.split()[0] if line.split() else ""
+            if not pid.isdigit():
+                continue
+            try:
+                info = _unix_call(self.master_sock, f"@!{pid} show info; quit\n", timeout=1.0)
+            except OSError:
+                continue  # gone already
+            if "Stopping: 1" not in info and "Pid:" in info:
+                return False
+        return True
 
     def _wait_for(self, predicate, what: str, timeout: float = 15.0) -> None:  # noqa: ANN001
         deadline = time.monotonic() + timeout
@@ -269,10 +303,16 @@ class Gateway:
             '    http-request set-var-fmt(txn.eas_sig) "EAS %[var(txn.eas_sig_in),hmac(sha1,txn.eas_key),base64]"'
             " if signed",
             "    acl signature_ok req.fhdr(Authorization),strcmp(txn.eas_sig) eq 0",
+            # web apps in a browser: the link carries ?token=…, answered with a cookie scoped to the app's path
+            "    acl query_token_ok url_param(token),strcmp(txn.eas_token) eq 0",
+            "    acl cookie_ok req.cook(eas_token),strcmp(txn.eas_token) eq 0",
+            "    http-request set-var(txn.eas_set_cookie) bool(true) if query_token_ok",
             f"    http-request return status 404 content-type application/json string '{NOT_FOUND_BODY}'"
             " if !known_name",
             f"    http-request return status 401 content-type application/json string '{UNAUTHORIZED_BODY}'"
-            " if !token_ok !signature_ok",
+            " if !token_ok !signature_ok !query_token_ok !cookie_ok",
+            '    http-after-response add-header Set-Cookie "eas_token=%[var(txn.eas_token)]; '
+            'Path=/api/predict/%[var(txn.eas_name)]; HttpOnly; SameSite=Lax" if { var(txn.eas_set_cookie) -m bool }',
             f"    use_backend %[var(txn.eas_name),map_str({d}/backends.map)]",
             "    default_backend be_notfound",
             "",
@@ -284,6 +324,8 @@ class Gateway:
             lines += [f"backend {backend.name}", "    balance roundrobin"]
             if backend.http_check:
                 lines += [f"    option httpchk GET {backend.http_check}", "    http-check expect status 200"]
+            if backend.strip_prefix:
+                lines.append("    http-request replace-path '/api/predict/[^/]+/?(.*)' '/\\1'")
             for s in sorted(backend.servers, key=lambda s: s.name):
                 weight = 0 if s.state == DRAIN else s.weight
                 flags = " disabled" if s.state == MAINT else ""
@@ -295,7 +337,15 @@ class Gateway:
 def _unix_call(path: Path, payload: str, timeout: float = 5.0) -> str:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(path))
+        deadline = time.monotonic() + 2.0
+        while True:  # the master re-binds its CLI socket on every reload: wait that moment out
+            try:
+                sock.connect(str(path))
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         sock.sendall(payload.encode())
         chunks = []
         while True:

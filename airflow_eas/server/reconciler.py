@@ -26,6 +26,7 @@ from airflow_eas.platform import base as api
 from airflow_eas.server.gateway import DRAIN, MAINT, READY, Backend, Gateway, GatewayState, Server
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.runtimes.base import LaunchRequest, Runtime
+from airflow_eas.server.storage import storage_for
 from airflow_eas.server.store import (
     ACTIVE_STATES,
     BACKOFF,
@@ -176,6 +177,7 @@ class Reconciler:
             for inst in self.store.instances():
                 if inst.id in self._promote and inst.state == STARTING:
                     self._set(inst, RUNNING, ready_at=now)
+                    self.store.update_service(inst.service, ever_ready=1)
             self._promote.clear()
 
     def _reconcile(self, svc: ServiceRow, insts: list[InstanceRow], sessions: dict) -> None:
@@ -237,8 +239,6 @@ class Reconciler:
                     self._fails.pop((svc.name, inst.version), None)
                     took = now - (inst.started_at or now)
                     self.store.add_event(svc.name, "info", f"instance {inst.id} is ready ({took:.1f} s after start)")
-                    if not svc.ever_ready:
-                        self.store.update_service(svc.name, ever_ready=1)
             elif now - inst.state_since > self.t.startup_timeout:
                 self.runtime.kill(inst.handle)
                 self._died_before_ready(svc, inst, f"not ready after {self.t.startup_timeout:.0f} s")
@@ -337,17 +337,23 @@ class Reconciler:
     def _start_process(self, svc: ServiceRow, spec: ServiceSpec, inst: InstanceRow) -> None:
         workdir = self.data_dir / "services" / svc.name / f"v{svc.version}"
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "spec.json").write_text(json.dumps(svc.spec))
+        try:  # local, nfs, git and oss mounts (and oss:// locations) as host folders
+            prepared = storage_for(self.data_dir).prepare(svc.name, svc.version, spec, self.runtime.name)
+        except DeployFailed as exc:
+            inst.handle = ""
+            self._died_before_ready(svc, inst, f"could not start ({exc.message})")
+            return
+        (workdir / "spec.json").write_text(json.dumps(prepared.spec))
         env = {
             "PORT": str(inst.port),
             "EAS_SERVICE_NAME": svc.name,
             "EAS_INSTANCE_ID": inst.id,
             "EAS_CACHE_DIR": str(self.data_dir / "cache" / svc.name),
-            "EAS_MOUNTS": json.dumps(
-                {m.mount_path: m.local.path for m in spec.storage if m.local is not None}
-            ),
+            "EAS_MOUNTS": json.dumps(prepared.eas_mounts),
         }
         if spec.containers:
+            # web apps (Gradio, FastAPI, Flask) see the gateway's path unchanged: tell them their prefix
+            env["EAS_ROOT_PATH"] = f"/api/predict/{svc.name}"
             env.update({e.name: e.value for e in spec.containers[0].env})
         request = LaunchRequest(inst.id, spec, inst.port, env, self.log_path(inst), workdir)
         try:
@@ -408,7 +414,8 @@ class Reconciler:
         for svc in services:
             spec = ServiceSpec.model_validate(svc.spec)
             kinds[svc.name] = spec.kind
-            backend = Backend(f"s_{svc.name}", None if spec.kind == "image" else "/ready")
+            image = spec.kind == "image"
+            backend = Backend(f"s_{svc.name}", None if image else "/ready", strip_prefix=image)
             backend.servers = [
                 Server(i.id, f"127.0.0.1:{i.port}", 1, _admin_state(i, self._promote)) for i in by_service[svc.name]
             ]
@@ -423,8 +430,9 @@ class Reconciler:
                 if (n := sum(1 for i in by_service[svc] if i.state == RUNNING or i.id in self._promote))
             }
             scale = 256 / max(shares.values()) if shares and max(shares.values()) > 0 else 0
-            check = "/ready" if all(kinds.get(s) != "image" for s in weights) else None
-            backend = Backend(f"g_{grp}", check)
+            images = bool(weights) and all(kinds.get(s) == "image" for s in weights)
+            check = None if any(kinds.get(s) == "image" for s in weights) else "/ready"
+            backend = Backend(f"g_{grp}", check, strip_prefix=images)
             for svc in weights:
                 for inst in by_service[svc]:
                     serving = inst.state == RUNNING or inst.id in self._promote
@@ -462,7 +470,7 @@ class Reconciler:
             reason=svc.reason if svc.failed_version == svc.version else "",
             spec=svc.spec,
             events=[api.Event(**e) for e in self.store.events(svc.name)],
-            link=f"{endpoint}/" if spec.kind == "image" else None,
+            link=f"{endpoint}/?token={svc.token}" if spec.kind == "image" else None,
         )
 
 
@@ -477,8 +485,8 @@ def service_status(svc: ServiceRow, insts: list[InstanceRow]) -> str:
         return api.UPDATING
     current = [i for i in insts if i.state in ACTIVE_STATES]
     ready = sum(1 for i in current if i.state == RUNNING)
-    if ready == 0 and not svc.ever_ready:
-        return api.CREATING
+    if ready == 0:
+        return api.WAITING if svc.ever_ready else api.CREATING  # nothing serves (yet, or any more)
     if len(current) != svc.desired or len(insts) != len(current):
         return api.SCALING
     return api.RUNNING

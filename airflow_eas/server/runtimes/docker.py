@@ -1,0 +1,283 @@
+"""The docker runtime: each instance is a container on the local Docker engine.
+
+Containers share the host's network (``network_mode=host``: no bridge is needed and the
+gateway reaches every instance at ``127.0.0.1:$PORT``, as with processes), run under a
+tiny init (so SIGTERM reaches the server even as PID 1), and have Docker's restart
+policy ``no``: the reconciler is the one supervisor that restarts, backs off and marks
+a version Failed. The handle is the container id; labels ``eas.service``,
+``eas.instance`` and ``eas.data_dir`` tie a container to the server that owns it, so a
+restarted server re-adopts its containers (and only its own).
+
+Image deployments run ``containers[0].image`` with its ``command`` split like the
+process runtime does (no shell), or its ``script`` with ``/bin/sh``, or the image's own
+command. Processor deployments run ``python -m airflow_eas.serving`` in the model-server
+image. ``metadata.cpu``/``memory``/``gpu`` become CPU and memory limits and GPU device
+requests. Storage mounts are bind mounts (an NFS volume for a remote ``nfs`` server);
+the instance's work folder and cache are bound at their host paths. Container output is
+copied into the instance's log file by one follower thread per container.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import shlex
+import threading
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest, Mount
+
+from airflow_eas.errors import DeployFailed, PlatformUnavailable
+from airflow_eas.server import storage
+from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime
+
+MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
+ALIVE = frozenset({"created", "running", "paused", "restarting"})
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(
+        self, data_dir: Path, *, model_server_image: str = MODEL_SERVER_IMAGE, pull: bool = True,
+        client: docker.DockerClient | None = None,
+    ) -> None:
+        try:
+            self.client = client or docker.from_env(timeout=60)
+            self.client.ping()
+        except DockerException as exc:
+            raise PlatformUnavailable(
+                f"--runtime docker: cannot reach the Docker engine ({_reason(exc)}); start dockerd "
+                "(scripts/ensure-dockerd.sh does) or point DOCKER_HOST at one"
+            ) from None
+        self.api = self.client.api
+        self.data_dir = str(Path(data_dir).resolve())
+        self.model_server_image = model_server_image
+        self.pull = pull
+        self._prefix = "eas-" + hashlib.sha256(self.data_dir.encode()).hexdigest()[:6]
+        self._followers: dict[str, tuple[threading.Thread, Path]] = {}
+        self._reported_oom: set[str] = set()
+        self.sweep()
+        atexit.register(self.sweep)  # after a clean shutdown: the stopped containers go too
+
+    # -- what to run -------------------------------------------------------------------------
+
+    def image_and_command(self, request: LaunchRequest) -> tuple[str, list[str] | None]:
+        spec = request.spec
+        if spec.kind != "image":
+            spec_file = request.workdir / "spec.json"
+            return self.model_server_image, ["python", "-m", "airflow_eas.serving", "--spec", str(spec_file)]
+        container = spec.containers[0]  # type: ignore[index]
+        if container.script:
+            script = request.workdir / "script.sh"
+            script.write_text(container.script)
+            return container.image, ["/bin/sh", str(script)]
+        return container.image, shlex.split(container.command) if container.command else None
+
+    def container_name(self, instance_id: str) -> str:
+        return f"{self._prefix}-{instance_id}"
+
+    def mounts(self, request: LaunchRequest) -> list[Mount]:
+        eas_mounts = json.loads(request.env.get("EAS_MOUNTS") or "{}")
+        out = [Mount(str(request.workdir), str(request.workdir), type="bind", read_only=True)]
+        cache = request.env.get("EAS_CACHE_DIR")
+        if cache:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+            out.append(Mount(cache, cache, type="bind"))
+        for m in storage.mounts_for(request.spec, eas_mounts):
+            nfs = m.nfs
+            if nfs is None:
+                out.append(Mount(m.mount_path, m.source, type="bind", read_only=m.read_only))
+                continue
+            server, path = nfs
+            options = f"addr={server},{'ro' if m.read_only else 'rw'},nfsvers=4"
+            out.append(Mount(
+                m.mount_path, None, type="volume", read_only=m.read_only, no_copy=True,
+                driver_config=docker.types.DriverConfig("local", {"type": "nfs", "o": options, "device": f":{path}"}),
+            ))
+        return out
+
+    def create_args(self, request: LaunchRequest) -> dict:
+        spec = request.spec
+        image, command = self.image_and_command(request)
+        env = dict(request.env)
+        env["PORT"] = str(request.port)
+        env.setdefault("HOST", "127.0.0.1")
+        env["EAS_MOUNTS"] = "{}"  # inside the container every mount is where the spec says
+        meta = spec.metadata
+        args: dict = {
+            "image": image, "command": command, "name": self.container_name(request.instance_id),
+            "environment": env, "network_mode": "host", "init": True, "detach": True,
+            "restart_policy": {"Name": "no"}, "mounts": self.mounts(request),
+            "labels": {"eas.service": spec.name, "eas.instance": request.instance_id,
+                       "eas.data_dir": self.data_dir},
+        }
+        if spec.kind != "image":
+            args["working_dir"] = str(request.workdir)
+        if meta.cpu:
+            args["nano_cpus"] = int(meta.cpu * 1e9)
+        if meta.memory:
+            args["mem_limit"] = f"{meta.memory}m"
+        if meta.gpu:
+            args["device_requests"] = [DeviceRequest(count=meta.gpu, capabilities=[["gpu"]])]
+        return args
+
+    # -- Runtime -----------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> str:
+        args = self.create_args(request)
+        self._ensure_image(args["image"])
+        self._remove_stale(args["name"])
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            container = self.client.containers.create(**args)
+        except (APIError, DockerException) as exc:
+            raise DeployFailed(f"cannot create a container of {args['image']}: {_reason(exc)}") from None
+        try:
+            container.start()
+        except (APIError, DockerException) as exc:
+            self._remove(container.id)
+            raise DeployFailed(f"cannot start a container of {args['image']}: {_reason(exc)}") from None
+        self._follow(container.id, request.log_path, since=None)
+        return container.id
+
+    def poll(self, handle: str) -> ExitStatus | None:
+        try:
+            state = self.api.inspect_container(handle)["State"]
+        except NotFound:
+            return ExitStatus(None)
+        except (APIError, DockerException, OSError):
+            return None  # the engine is busy or restarting: nothing is known to have ended
+        if state.get("Status") in ALIVE:
+            return None
+        self._settle_logs(handle)
+        code = int(state.get("ExitCode", 0))
+        if state.get("OOMKilled") and handle not in self._reported_oom:
+            self._reported_oom.add(handle)
+            self._note(handle, "the container was killed for going over its memory limit (metadata.memory)")
+        return ExitStatus(-(code - 128) if 128 < code < 160 else code)
+
+    def terminate(self, handle: str) -> None:
+        self._signal(handle, "SIGTERM")
+
+    def kill(self, handle: str) -> None:
+        self._signal(handle, "SIGKILL")
+
+    def adopt(self, handle: str) -> bool:
+        if not handle:
+            return False
+        try:
+            info = self.api.inspect_container(handle)
+        except (APIError, DockerException):
+            return False
+        labels = info["Config"].get("Labels") or {}
+        if labels.get("eas.data_dir") != self.data_dir or info["State"].get("Status") not in ALIVE:
+            return False
+        log_path = Path(self.data_dir) / "logs" / labels.get("eas.service", "") / f"{labels.get('eas.instance')}.log"
+        since = log_path.stat().st_mtime if log_path.exists() else None
+        self._follow(handle, log_path, since=since)
+        return True
+
+    def release(self, handle: str) -> None:
+        self._settle_logs(handle)
+        self._remove(handle)
+        self._followers.pop(handle, None)
+        self._reported_oom.discard(handle)
+
+    def sweep(self) -> None:
+        """Remove this server's containers that have ended (running ones stay: they are adopted)."""
+        try:
+            ended = self.api.containers(
+                all=True, filters={"label": f"eas.data_dir={self.data_dir}", "status": ["exited", "dead", "created"]}
+            )
+        except (APIError, DockerException, OSError):
+            return
+        for c in ended:
+            self._remove(c["Id"])
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _ensure_image(self, image: str) -> None:
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            pass
+        except (APIError, DockerException) as exc:
+            raise DeployFailed(f"image {image!r}: {_reason(exc)}") from None
+        if not self.pull:
+            raise DeployFailed(f"image {image!r} is not on this Docker engine (and pulling is off)")
+        try:
+            self.client.images.pull(image)
+        except (APIError, DockerException) as exc:
+            raise DeployFailed(
+                f"image {image!r} is not on this Docker engine and pulling it failed: {_reason(exc)}"
+            ) from None
+
+    def _remove_stale(self, name: str) -> None:
+        """An earlier container of the same instance (it died and is being restarted) gives way."""
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except NotFound:
+            pass
+        except (APIError, DockerException) as exc:
+            raise DeployFailed(f"cannot remove the old container {name}: {_reason(exc)}") from None
+
+    def _remove(self, handle: str) -> None:
+        try:
+            self.api.remove_container(handle, force=True)
+        except NotFound:
+            pass
+        except (APIError, DockerException):
+            pass  # being removed already; a later release or the engine cleans up
+
+    def _signal(self, handle: str, sig: str) -> None:
+        if not handle:
+            return
+        try:
+            self.api.kill(handle, signal=sig)
+        except (APIError, DockerException):
+            pass  # not running (any more)
+
+    def _follow(self, handle: str, log_path: Path, since: float | None) -> None:
+        thread = threading.Thread(
+            target=self._copy_logs, args=(handle, log_path, since), name=f"eas-logs-{handle[:12]}", daemon=True
+        )
+        self._followers[handle] = (thread, log_path)
+        thread.start()
+
+    def _copy_logs(self, handle: str, log_path: Path, since: float | None) -> None:
+        try:
+            stream = self.api.logs(handle, stream=True, follow=True, since=since)
+            with open(log_path, "ab", buffering=0) as out:
+                for chunk in stream:
+                    out.write(chunk)
+        except (APIError, DockerException, OSError, ValueError):
+            pass  # the container went away: its output up to then is in the file
+
+    def _settle_logs(self, handle: str) -> None:
+        """Let the follower write the last lines of an ended container (the reconciler reads them next)."""
+        entry = self._followers.get(handle)
+        if entry is not None:
+            entry[0].join(timeout=2)
+
+    def _note(self, handle: str, line: str) -> None:
+        entry = self._followers.get(handle)
+        if entry is not None:
+            with open(entry[1], "a") as out:
+                out.write(f"[eas docker runtime] {time.strftime('%H:%M:%S')} {line}\n")
+
+
+def _reason(exc: Exception) -> str:
+    """One line from a Docker error: the engine's explanation without the HTTP noise."""
+    text = getattr(exc, "explanation", None) or str(exc)
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    text = " ".join(str(text).split())
+    if "exec: " in text:  # "OCI runtime create failed: ...: exec: "x": executable file not found in $PATH: unknown"
+        text = text[text.index("exec: "):].removesuffix(": unknown")
+    return text[:300]
