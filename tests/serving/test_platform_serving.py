@@ -41,3 +41,43 @@ def test_sklearn_processor_through_the_gateway(eas_server, sklearn_model, tmp_pa
         assert requests.post(info.endpoint, data=b"{}", timeout=10).status_code == 401
     finally:
         client.delete("iris_sk")
+
+
+def _failed(client, name: str):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = client.describe(name)
+        if info.status == "Failed":
+            return info
+        time.sleep(0.1)
+    raise AssertionError(f"{name} never failed: {info}")
+
+
+def test_corrupt_model_fails_the_service_with_a_clear_event_and_no_traffic(eas_server, tmp_path) -> None:  # noqa: ANN001
+    model = tmp_path / "model.joblib"
+    model.write_bytes(b"this is not a pickle")
+    client = eas_server.client
+    info = client.create(parse_spec({"name": "corrupt", "processor": "sklearn", "model_path": str(model)}))
+    try:
+        info = _failed(client, "corrupt")
+        assert "exited with code 3" in info.reason
+        assert "model.joblib" in info.reason and "airflow-eas serving:" in info.reason
+        assert info.running_instances == 0
+        resp = requests.post(info.endpoint, data=b"{}", headers={"Authorization": info.token}, timeout=10)
+        assert resp.status_code == 503, "no instance ever received traffic"
+    finally:
+        client.delete("corrupt")
+
+
+def test_failed_warm_up_keeps_the_instance_out_of_traffic(eas_server, sklearn_model, tmp_path) -> None:  # noqa: ANN001
+    warm = tmp_path / "warmup.jsonl"
+    warm.write_text('{"instances": [[5.1, 3.5, 1.4, 0.2]]}\n{"instances": "not rows"}\n')
+    spec = {"name": "cold", "processor": "sklearn", "model_path": str(sklearn_model), "warm_up_data_path": str(warm)}
+    client = eas_server.client
+    client.create(parse_spec(spec))
+    try:
+        info = _failed(client, "cold")
+        assert "warm-up failed" in info.reason
+        assert any("warm-up failed" in e.message for e in info.events)
+    finally:
+        client.delete("cold")
