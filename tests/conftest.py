@@ -56,3 +56,33 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str
             return last
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A real S3-compatible object store (moto_server) on 127.0.0.1; yields the server's EAS_OSS_* env."""
+    import subprocess
+
+    import requests
+
+    from airflow_eas.server.embedded import free_port
+
+    exe = Path(sys.executable).parent / "moto_server"
+    if not exe.exists():
+        pytest.skip("moto_server is not installed (pip install -e '.[dev]' brings moto[server])")
+    port = free_port()
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/", timeout=1).status_code < 500
+        except requests.RequestException:
+            return proc.poll() is not None  # exited: stop waiting, fail below
+
+    wait_until(answers, 30, "moto_server to answer")
+    assert proc.poll() is None, "moto_server exited at start"
+    yield {"EAS_OSS_ENDPOINT": f"http://127.0.0.1:{port}", "EAS_OSS_ACCESS_KEY_ID": "test-key-id",
+           "EAS_OSS_ACCESS_KEY_SECRET": "test-secret-0123456789"}
+    proc.terminate()
+    proc.wait(10)

@@ -1,0 +1,82 @@
+"""Fixtures of the docker runtime's tests: a Docker engine, the images, an `eas server --runtime docker`.
+
+Each one skips (with the reason) where its piece cannot be had: no engine answering
+(`make test` starts one with scripts/ensure-dockerd.sh, which needs root), an image
+that cannot be built (debootstrap needs Debian's mirror, the model server a wheelhouse).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_eas.server.embedded import EmbeddedServer, start_embedded
+from tests.conftest import APPS
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "airflow-eas/base:bookworm"
+MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # noqa: ANN201
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker engine answers ({str(exc)[:120]}); `make test` starts one with "
+                    "scripts/ensure-dockerd.sh (needs root)")
+    return client
+
+
+def _build(target: str, image: str) -> str:
+    proc = subprocess.run([str(ROOT / "scripts" / "build-image.sh"), target], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT)
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
+        pytest.skip(f"cannot build {image} with scripts/build-image.sh {target}: {tail}")
+    return image
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:  # noqa: ANN001
+    return _build("base", BASE_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def model_server_image(docker_client) -> str:  # noqa: ANN001
+    return _build("model-server", MODEL_SERVER_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def docker_server(tmp_path_factory: pytest.TempPathFactory, base_image: str,
+                  s3_server: dict[str, str]) -> Iterator[EmbeddedServer]:
+    """`eas server --runtime docker`, with the test object store as its OSS endpoint."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (make test installs it with apt-get)")
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in s3_server.items():
+            env.setenv(key, value)
+        server = start_embedded(tmp_path_factory.mktemp("eas-docker"), runtime="docker")
+    yield server
+    server.stop()
+
+
+def docker_echo_spec(name: str, *, instances: int = 1, **env: str) -> dict:
+    """tests/apps/echo_app.py in the base image, its folder mounted at /app."""
+    return {
+        "name": name,
+        "containers": [{
+            "image": BASE_IMAGE,
+            "command": "python3 /app/echo_app.py",
+            "port": 8000,
+            "env": [{"name": k, "value": str(v)} for k, v in env.items()],
+        }],
+        "storage": [{"mount_path": "/app", "local": {"path": str(APPS), "readOnly": True}}],
+        "metadata": {"instance": instances},
+    }
