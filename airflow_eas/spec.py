@@ -268,8 +268,8 @@ def _format_errors(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def parse_spec(data: dict[str, Any] | str | bytes) -> ServiceSpec:
-    """Validate an EAS service spec (dict or JSON text); raise InvalidSpec naming each bad field."""
+def spec_dict(data: dict[str, Any] | str | bytes) -> dict[str, Any]:
+    """A spec as a dict, from a dict or JSON text, before validation."""
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
@@ -277,6 +277,12 @@ def parse_spec(data: dict[str, Any] | str | bytes) -> ServiceSpec:
             raise InvalidSpec(f"spec is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidSpec("spec must be a JSON object")
+    return data
+
+
+def parse_spec(data: dict[str, Any] | str | bytes) -> ServiceSpec:
+    """Validate an EAS service spec (dict or JSON text); raise InvalidSpec naming each bad field."""
+    data = spec_dict(data)
     try:
         return ServiceSpec.model_validate(data)
     except ValidationError as exc:

@@ -33,7 +33,7 @@ from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound
 from airflow_eas.links import EasServiceConsoleLink, EasServiceEndpointLink, persist_service_links
 from airflow_eas.operators.base import EasBaseOperator, eas_template_fields, fail_fast_on_permanent_errors
 from airflow_eas.platform.base import RUNNING, GroupInfo, GroupMember, Platform
-from airflow_eas.spec import ServiceSpec, check_name, parse_spec
+from airflow_eas.spec import ServiceSpec, check_name, parse_spec, spec_dict
 
 MEMBER_SUFFIXES = ("blue", "green")
 
@@ -164,15 +164,7 @@ class EasDeployServiceOperator(EasBaseOperator):
         }
 
     def build_spec(self, name: str, group: str | None, context: Any) -> ServiceSpec:
-        raw = self.spec
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InvalidSpec(f"spec is not valid JSON: {exc}") from None
-        if not isinstance(raw, dict):
-            raise InvalidSpec("spec must be an object")
-        data = copy.deepcopy(raw)
+        data = copy.deepcopy(spec_dict(self.spec))
         data["name"] = name
         if group:
             data.setdefault("metadata", {})["group"] = group

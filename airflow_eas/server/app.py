@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Body, Depends, FastAPI, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
@@ -273,83 +273,84 @@ def build_app(cp: ControlPlane) -> FastAPI:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse(InvalidSpec("; ".join(parts)).to_dict(), status_code=400)
 
-    guarded = [Depends(auth)]
-    v2 = "/api/v2"
+    v2 = APIRouter(prefix="/api/v2", dependencies=[Depends(auth)])
 
-    @app.post(f"{v2}/services", status_code=201, dependencies=guarded)
+    @v2.post("/services", status_code=201)
     def create_service(body: Any = Body(...)) -> dict:
         return cp.create(body)
 
-    @app.get(f"{v2}/services", dependencies=guarded)
+    @v2.get("/services")
     def list_services() -> dict:
         return {"services": cp.list()}
 
-    @app.get(f"{v2}/services/{{name}}", dependencies=guarded)
+    @v2.get("/services/{name}")
     def describe_service(name: str) -> dict:
         return cp.describe(name)
 
-    @app.put(f"{v2}/services/{{name}}", dependencies=guarded)
+    @v2.put("/services/{name}")
     def modify_service(name: str, body: Any = Body(...)) -> dict:
         return cp.modify(name, body)
 
-    @app.post(f"{v2}/services/{{name}}/scale", dependencies=guarded)
+    @v2.post("/services/{name}/scale")
     def scale_service(name: str, body: dict = Body(...)) -> dict:
         return cp.scale(name, body.get("instances"))
 
-    @app.post(f"{v2}/services/{{name}}/start", dependencies=guarded)
+    @v2.post("/services/{name}/start")
     def start_service(name: str) -> dict:
         return cp.start_service(name)
 
-    @app.post(f"{v2}/services/{{name}}/stop", dependencies=guarded)
+    @v2.post("/services/{name}/stop")
     def stop_service(name: str) -> dict:
         return cp.stop_service(name)
 
-    @app.delete(f"{v2}/services/{{name}}", status_code=204, dependencies=guarded)
+    @v2.delete("/services/{name}", status_code=204)
     def delete_service(name: str) -> Response:
         cp.delete(name)
         return Response(status_code=204)
 
-    @app.get(f"{v2}/services/{{name}}/metrics", dependencies=guarded)
+    @v2.get("/services/{name}/metrics")
     def service_metrics(name: str, window: int = 60) -> dict:
         return cp.metrics_of(name, window)
 
-    @app.get(f"{v2}/services/{{name}}/logs", dependencies=guarded)
+    @v2.get("/services/{name}/logs")
     def service_logs(name: str, lines: int = 100) -> dict:
         return {"logs": cp.logs(name, max(1, min(lines, 5000)))}
 
-    @app.get(f"{v2}/groups", dependencies=guarded)
+    @v2.get("/groups")
     def list_groups() -> dict:
         return {"groups": cp.groups()}
 
-    @app.get(f"{v2}/groups/{{name}}", dependencies=guarded)
+    @v2.get("/groups/{name}")
     def describe_group(name: str) -> dict:
         return cp.group(name)
 
-    @app.put(f"{v2}/groups/{{name}}/traffic", dependencies=guarded)
+    @v2.put("/groups/{name}/traffic")
     def set_traffic(name: str, body: dict = Body(...)) -> dict:
         return cp.set_traffic(name, body.get("weights"))
 
-    @app.post(f"{v2}/groups/{{name}}/lease", dependencies=guarded)
+    @v2.post("/groups/{name}/lease")
     def acquire_lease(name: str, body: dict = Body(...)) -> dict:
         return cp.acquire_lease(name, body)
 
-    @app.delete(f"{v2}/groups/{{name}}/lease", status_code=204, dependencies=guarded)
+    @v2.delete("/groups/{name}/lease", status_code=204)
     def release_lease(name: str, holder: str) -> Response:
         cp.store.release_lease(name, holder)
         return Response(status_code=204)
 
-    @app.get(f"{v2}/endpoints/{{name}}", dependencies=guarded)
+    @v2.get("/endpoints/{name}")
     def endpoint(name: str) -> dict:
         return cp.endpoint(name)
 
-    @app.get(f"{v2}/info", dependencies=guarded)
+    @v2.get("/info")
     def info() -> dict:
         return {"gateway": cp.gateway_url, "version": __version__, "runtime": cp.runtime.name,
                 "gateway_restarts": cp.gateway.restarts}
 
-    @app.get("/metrics", dependencies=guarded)
+    @app.get("/metrics", dependencies=[Depends(auth)])
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(render_prometheus(cp), media_type="text/plain; version=0.0.4")
+
+    app.include_router(v2)
 
     return app
 
