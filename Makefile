@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench deps system clean
+.PHONY: demo test lint bench deps system clean docker image
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -21,10 +21,21 @@ system:
 	  echo "installing haproxy and wrk with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk >/dev/null; }
 
+# A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
+# Never fails: without an engine the docker tests skip and say why.
+docker:
+	@scripts/ensure-dockerd.sh || echo "no Docker engine here: the docker runtime's tests will skip"
+
+# The docker runtime's images, built offline and skipped when up to date:
+# airflow-eas/base:bookworm (debootstrap) and airflow-eas/model-server:latest (this package).
+image: deps
+	@scripts/ensure-dockerd.sh
+	scripts/build-image.sh all
+
 demo: system deps
 	$(PY) -m airflow_eas.demo
 
-test: system deps
+test: system deps docker
 	$(VENV)/bin/ruff check airflow_eas tests dags bench
 	$(VENV)/bin/pytest -q
 

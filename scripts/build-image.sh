@@ -8,7 +8,8 @@
 #   scripts/build-image.sh [all]         both
 #
 # The base is built once (it only depends on Debian). The model server is rebuilt only
-# when this package's source changed: the image carries a hash of it (label eas.source).
+# when the source it runs changed (serving/, spec.py, errors.py, pyproject.toml, these
+# build files): the image carries a hash of it (label eas.source).
 # Env: EAS_BASE_IMAGE, EAS_MODEL_SERVER_IMAGE, EAS_DEBIAN_MIRROR, PY (python with pip).
 set -euo pipefail
 
@@ -42,9 +43,11 @@ build_base() {
   say "$BASE built in $((SECONDS - start)) s"
 }
 
+# what the model server runs: a change anywhere else in the package does not rebuild the image
 source_hash() {
-  (cd "$ROOT" && find airflow_eas -name '*.py' | LC_ALL=C sort | xargs cat pyproject.toml \
-    airflow_eas/server/image/Dockerfile airflow_eas/server/image/requirements.txt) | sha256sum | cut -c1-16
+  (cd "$ROOT" && find airflow_eas/serving airflow_eas/__init__.py airflow_eas/spec.py airflow_eas/errors.py \
+    -name '*.py' | LC_ALL=C sort | xargs cat pyproject.toml airflow_eas/server/image/Dockerfile \
+    airflow_eas/server/image/requirements.txt) | sha256sum | cut -c1-16
 }
 
 build_model_server() {

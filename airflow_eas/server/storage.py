@@ -134,7 +134,7 @@ class Storage:
         for entry in spec.storage:
             where = f"storage {entry.mount_path}"
             if entry.local is not None:
-                source = _existing(entry.local.path, where)
+                source = _existing(entry.local.path, where, runtime)
                 mounts.append(Mount(entry.mount_path, source, entry.local.readOnly))
             elif entry.nfs is not None:
                 mounts.append(Mount(entry.mount_path, _nfs_source(entry.nfs, runtime, where), entry.nfs.readOnly))
@@ -178,15 +178,16 @@ def storage_for(data_dir: Path, oss: OssConfig | None = None) -> Storage:
         return found
 
 
-def _existing(path: str, where: str) -> str:
-    if not os.path.exists(path):
+def _existing(path: str, where: str, runtime: str) -> str:
+    # the docker runtime's engine checks bind sources itself, on its own host (eas server may run in a container)
+    if runtime != "docker" and not os.path.exists(path):
         raise DeployFailed(f"{where}: host path {path} does not exist")
     return path
 
 
 def _nfs_source(nfs, runtime: str, where: str) -> str:  # noqa: ANN001 - spec.NfsMount
     if nfs.server in LOCAL_NFS_SERVERS:
-        return _existing(nfs.path, f"{where} (nfs on {nfs.server}, read as a local path)")
+        return _existing(nfs.path, f"{where} (nfs on {nfs.server}, read as a local path)", runtime)
     if runtime == "docker":
         return f"nfs://{nfs.server}{posixpath.normpath('/' + nfs.path.lstrip('/'))}"
     raise DeployFailed(

@@ -146,6 +146,11 @@ def test_bad_image_fails_clearly_and_changes_nothing_else(docker_server, docker_
         client.create(parse_spec(gpu))
         failed = wait_until(lambda: (i := client.describe("dk_bad")).status == "Failed" and i, 60, "dk_bad Failed")
         assert "image 'airflow-eas/no-such-image:1' is not on this Docker engine" in failed.reason, failed.reason
+        missing = docker_echo_spec("dk_nomount")
+        missing["storage"].append({"mount_path": "/data", "local": {"path": "/no/such/host/dir"}})
+        client.create(parse_spec(missing))
+        nomount = wait_until(lambda: (i := client.describe("dk_nomount")).status == "Failed" and i, 60, "Failed")
+        assert "bind source path does not exist: /no/such/host/dir" in nomount.reason, nomount.reason
         gpu_info = client.describe("dk_gpu")
         if docker_client.info().get("Runtimes", {}).get("nvidia") is None:
             gpu_info = wait_until(lambda: (i := client.describe("dk_gpu")).status == "Failed" and i, 60, "no GPU")
@@ -155,7 +160,7 @@ def test_bad_image_fails_clearly_and_changes_nothing_else(docker_server, docker_
     assert not _containers(docker_client, docker_server, "dk_bad"), "a failed image leaves no container"
     assert set(_containers(docker_client, docker_server, "dk_steady")) == before
     assert client.describe("dk_steady").status == "Running"
-    for name in ("dk_steady", "dk_bad", "dk_gpu"):
+    for name in ("dk_steady", "dk_bad", "dk_gpu", "dk_nomount"):
         client.delete(name)
 
 
