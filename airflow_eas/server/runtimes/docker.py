@@ -221,7 +221,7 @@ class DockerRuntime(Runtime):
     def _remove_stale(self, name: str) -> None:
         """An earlier container of the same instance (it died and is being restarted) gives way."""
         try:
-            self.client.containers.get(name).remove(force=True)
+            self.client.containers.get(name).remove(force=True, v=True)
         except NotFound:
             pass
         except (APIError, DockerException) as exc:
@@ -229,7 +229,7 @@ class DockerRuntime(Runtime):
 
     def _remove(self, handle: str) -> None:
         try:
-            self.api.remove_container(handle, force=True)
+            self.api.remove_container(handle, force=True, v=True)  # v: an anonymous NFS volume goes too
         except NotFound:
             pass
         except (APIError, DockerException):

@@ -1,0 +1,85 @@
+"""What the docker runtime asks the engine for, checked without one (a stand-in client)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from airflow_eas.errors import PlatformUnavailable
+from airflow_eas.server.runtimes.base import LaunchRequest
+from airflow_eas.server.runtimes.docker import DockerRuntime, _reason
+from airflow_eas.server.storage import Storage
+from airflow_eas.spec import parse_spec
+
+
+class _Api:
+    def containers(self, **_: object) -> list:
+        return []
+
+
+class _Client:
+    api = _Api()
+
+    def ping(self) -> bool:
+        return True
+
+
+def _request(tmp_path: Path, spec: dict) -> LaunchRequest:
+    parsed = parse_spec(spec)
+    prepared = Storage(tmp_path / "cache").prepare(parsed.name, 1, parsed, "docker")
+    env = {"EAS_MOUNTS": json.dumps(prepared.eas_mounts), "EAS_CACHE_DIR": str(tmp_path / "cache" / parsed.name),
+           "HOST": "0.0.0.0"}
+    workdir = tmp_path / "work"
+    workdir.mkdir(exist_ok=True)
+    return LaunchRequest("svc-abc123", parsed, 41234, env, tmp_path / "svc.log", workdir)
+
+
+def test_create_args_limits_gpus_mounts_and_command(tmp_path: Path) -> None:
+    runtime = DockerRuntime(tmp_path, client=_Client(), model_server_image="my/model-server:1")
+    image = _request(tmp_path, {
+        "name": "svc", "metadata": {"instance": 1, "cpu": 1.5, "memory": 2048, "gpu": 2},
+        "containers": [{"image": "my/app:2", "command": "serve --port 'x y'", "port": 8000}],
+        "storage": [{"mount_path": "/data", "nfs": {"server": "10.0.0.1", "path": "/export", "readOnly": True}},
+                    {"mount_path": "/local", "local": {"path": "/srv/local"}}],
+    })
+    args = runtime.create_args(image)
+    assert args["image"] == "my/app:2" and args["command"] == ["serve", "--port", "x y"]
+    assert args["nano_cpus"] == 1_500_000_000 and args["mem_limit"] == "2048m"
+    assert args["device_requests"][0]["Count"] == 2 and args["device_requests"][0]["Capabilities"] == [["gpu"]]
+    assert args["network_mode"] == "host" and args["restart_policy"] == {"Name": "no"} and args["init"] is True
+    env = args["environment"]
+    assert env["PORT"] == "41234" and env["HOST"] == "0.0.0.0" and env["EAS_MOUNTS"] == "{}"
+    mounts = {m["Target"]: m for m in args["mounts"]}
+    nfs = mounts["/data"]
+    assert nfs["Type"] == "volume" and nfs["ReadOnly"] is True
+    assert nfs["VolumeOptions"]["DriverConfig"]["Options"] == {
+        "type": "nfs", "o": "addr=10.0.0.1,ro,nfsvers=4", "device": ":/export"}
+    assert mounts["/local"]["Source"] == "/srv/local" and mounts["/local"]["ReadOnly"] is False
+    assert mounts[str(image.workdir)]["ReadOnly"] is True
+    assert args["labels"] == {"eas.service": "svc", "eas.instance": "svc-abc123", "eas.data_dir": str(tmp_path)}
+
+    processor = runtime.create_args(_request(tmp_path, {"name": "proc", "processor": "sklearn",
+                                                        "model_path": "/m/model.joblib"}))
+    assert processor["image"] == "my/model-server:1" and processor["working_dir"] == str(tmp_path / "work")
+    assert processor["command"][:3] == ["python", "-m", "airflow_eas.serving"]
+    assert "nano_cpus" not in processor and "device_requests" not in processor
+
+    script = runtime.create_args(_request(tmp_path, {"name": "scr", "containers": [
+        {"image": "my/app:2", "script": "echo hi\nexec python3 app.py"}]}))
+    assert script["command"] == ["/bin/sh", str(tmp_path / "work" / "script.sh")]
+
+
+def test_unreachable_engine_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(PlatformUnavailable, match="--runtime docker: cannot reach the Docker engine"):
+        DockerRuntime(tmp_path)
+
+
+def test_engine_errors_read_as_one_line() -> None:
+    class Err(Exception):
+        explanation = ('failed to create shim: OCI runtime create failed: runc create failed: unable to start '
+                       'container process: exec: "nope": executable file not found in $PATH: unknown')
+
+    assert _reason(Err()) == 'exec: "nope": executable file not found in $PATH'
