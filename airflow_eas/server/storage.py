@@ -113,22 +113,26 @@ class Storage:
     def __init__(self, cache_root: Path, oss: OssConfig | None = None) -> None:
         self.cache_root = Path(cache_root)
         self.oss = oss or OssConfig()
-        self._prepared: dict[tuple[str, int, str], Prepared] = {}
+        self._prepared: dict[tuple[str, int, str, str], tuple[list[Mount], dict[str, str]]] = {}
         self._lock = threading.Lock()
 
     def prepare(self, service: str, version: int, spec: ServiceSpec, runtime: str) -> Prepared:
         """Everything the instances of this version mount; raise DeployFailed saying why not."""
-        key = (service, version, runtime)
+        data = spec.to_json()
+        # what is mounted is part of the key (a service deleted and created again starts at version 1
+        # anew); the rest of the spec is not (scaling keeps the version and what its instances see)
+        wanted = {k: data.get(k) for k in ("storage", *REMOTE_FIELDS)}
+        digest = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()
+        key = (service, version, runtime, digest)
         with self._lock:
-            if key in self._prepared:
-                return self._prepared[key]
-            prepared = self._prepare(service, spec, runtime)
-            for old in [k for k in self._prepared if k[0] == service and k[1] < version - 1]:
-                del self._prepared[old]
-            self._prepared[key] = prepared
-            return prepared
+            if key not in self._prepared:
+                for old in [k for k in self._prepared if k[0] == service and k[1] < version - 1]:
+                    del self._prepared[old]
+                self._prepared[key] = self._prepare(service, spec, runtime)
+            mounts, rewrites = self._prepared[key]
+        return Prepared({**data, **rewrites}, list(mounts))
 
-    def _prepare(self, service: str, spec: ServiceSpec, runtime: str) -> Prepared:
+    def _prepare(self, service: str, spec: ServiceSpec, runtime: str) -> tuple[list[Mount], dict[str, str]]:
         cache = self.cache_root / service / "storage"
         mounts = []
         for entry in spec.storage:
@@ -143,16 +147,16 @@ class Storage:
             elif entry.oss is not None:
                 local = self._download(entry.oss.path, entry.oss, cache / "oss", where, folder=True)
                 mounts.append(Mount(entry.mount_path, str(local), entry.oss.readOnly))
-        data = spec.to_json()
+        rewrites = {}
         for name in REMOTE_FIELDS:
-            location = data.get(name)
+            location = getattr(spec, name)
             if isinstance(location, str) and location.startswith("oss://"):
                 local = self._download(location, None, cache / "oss", name, folder=False)
                 mount_path = f"{SYNTHETIC_ROOT}/{name}"
                 folder, inside = (local, "") if local.is_dir() else (local.parent, local.name)
                 mounts.append(Mount(mount_path, str(folder), True))
-                data[name] = posixpath.join(mount_path, inside) if inside else mount_path
-        return Prepared(data, mounts)
+                rewrites[name] = posixpath.join(mount_path, inside) if inside else mount_path
+        return mounts, rewrites
 
     def _download(self, uri: str, mount: OssMount | None, cache: Path, where: str, *, folder: bool) -> Path:
         endpoint = (mount.endpoint if mount else None) or self.oss.endpoint

@@ -108,7 +108,9 @@ def test_prepare_maps_every_kind_and_rewrites_oss_locations(s3_server, bucket, t
     assert Path(mounts["/models"], "model.txt").read_bytes() == b"model v1"
     assert prepared.spec["model_path"] == f"{SYNTHETIC_ROOT}/model_path/model.txt"
     assert Path(mounts[f"{SYNTHETIC_ROOT}/model_path"], "model.txt").read_bytes() == b"model v1"
-    assert storage.prepare("mounts", 1, spec, "process") is prepared, "a version is prepared once"
+    again = storage.prepare("mounts", 1, spec.model_copy(update={"metadata": spec.metadata.model_copy(
+        update={"instance": 3})}), "process")
+    assert again.mounts == prepared.mounts and again.spec["metadata"]["instance"] == 3, "a version is prepared once"
     assert next(m for m in prepared.mounts if m.mount_path == "/models").read_only
 
 
