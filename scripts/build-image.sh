@@ -66,6 +66,7 @@ build_model_server() {
     -r "$ctx/requirements.txt"
   say "docker build $IMAGE"
   docker build -q --network host --build-arg BASE="$BASE" --label eas.source="$want" -t "$IMAGE" "$ctx" >/dev/null
+  docker image prune -f --filter label=eas.source >/dev/null  # the build it replaced
   say "$IMAGE built in $((SECONDS - start)) s (source $want)"
 }
 

@@ -65,6 +65,16 @@ def docker_server(tmp_path_factory: pytest.TempPathFactory, base_image: str,
         server = start_embedded(tmp_path_factory.mktemp("eas-docker"), runtime="docker")
     yield server
     server.stop()
+    remove_containers_of(server)
+
+
+def remove_containers_of(server: EmbeddedServer) -> None:
+    """What a failed test may have left behind: every container of this server's data dir."""
+    import docker
+
+    client = docker.from_env()
+    for c in client.api.containers(all=True, filters={"label": f"eas.data_dir={server.data_dir.resolve()}"}):
+        client.api.remove_container(c["Id"], force=True, v=True)
 
 
 def docker_echo_spec(name: str, *, instances: int = 1, **env: str) -> dict:

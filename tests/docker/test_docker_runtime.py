@@ -12,7 +12,7 @@ import requests
 from airflow_eas.server.embedded import EmbeddedServer, free_port
 from airflow_eas.spec import parse_spec
 from tests.conftest import wait_until
-from tests.docker.conftest import BASE_IMAGE, docker_echo_spec
+from tests.docker.conftest import BASE_IMAGE, docker_echo_spec, remove_containers_of
 from tests.load import Load
 
 pytestmark = pytest.mark.docker
@@ -193,9 +193,11 @@ def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, 
         _ready(server.client, "dk_adopt", 2)
         server.client.scale("dk_adopt", 1)
         wait_until(lambda: len(_containers(docker_client, server, "dk_adopt")) == 1, 30, "scale in")
+        server.stop()
+        wait_until(lambda: not _containers(docker_client, server, "dk_adopt"), 20, "containers gone after stop")
     finally:
         server.stop()
-    wait_until(lambda: not _containers(docker_client, server, "dk_adopt"), 20, "containers gone after stop")
+        remove_containers_of(server)
 
 
 def test_processor_in_model_server_image(docker_server, model_server_image, tmp_path: Path) -> None:  # noqa: ANN001
