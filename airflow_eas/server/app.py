@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +234,16 @@ class ControlPlane:
         return Lease(name, holder, expires).to_dict()
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _runtime(config: ServerConfig):  # noqa: ANN202
     if config.runtime == "process":
         return ProcessRuntime()
@@ -359,6 +370,11 @@ def serve(config: ServerConfig) -> None:
     """Run the control plane in the foreground until SIGTERM or SIGINT."""
     import uvicorn
 
+    if not _port_free(config.host, config.api_port):
+        raise EasError(f"--api-port {config.api_port}: the port is in use on {config.host}")
+    gateway_adoptable = Gateway.running_in(config.data_dir)  # ours, left serving by a crashed server
+    if not gateway_adoptable and not _port_free(config.host, config.gateway_port):
+        raise EasError(f"--gateway-port {config.gateway_port}: the port is in use on {config.host}")
     cp = ControlPlane(config)
     cp.start()
     app = build_app(cp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from airflow_eas.errors import EasError, PlatformUnavailable
 from airflow_eas.platform.client import EasClient
+from airflow_eas.server.gateway import Gateway
 
 
 def free_port() -> int:
@@ -84,13 +86,9 @@ class EmbeddedServer:
 
     def _reap_leftovers(self) -> None:
         """After a crash-restart test, make sure no HAProxy of ours outlives the server."""
-        pidfile = self.data_dir / "gateway" / "haproxy.pid"
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGTERM)
-        except (OSError, ValueError, IndexError):
-            pass
+        if Gateway.running_in(self.data_dir):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int((self.data_dir / "gateway" / "haproxy.pid").read_text().split()[0]), signal.SIGTERM)
 
     def log_tail(self, lines: int = 8) -> str:
         try:

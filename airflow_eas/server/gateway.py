@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,6 +68,8 @@ class Gateway:
     """Owns one HAProxy master process and its config under ``data_dir/gateway``."""
 
     def __init__(self, data_dir: Path, *, host: str, port: int, log_port: int) -> None:
+        if shutil.which("haproxy") is None:
+            raise EasError("HAProxy is not installed (the gateway): apt-get install haproxy")
         self.dir = data_dir / "gateway"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host, self.port, self.log_port = host, port, log_port
@@ -82,15 +85,22 @@ class Gateway:
 
     # -- process -------------------------------------------------------------------------
 
+    @staticmethod
+    def running_in(data_dir: Path) -> bool:
+        """Whether an HAProxy started for this data dir still runs (to be adopted)."""
+        try:
+            pid = int((data_dir / "gateway" / "haproxy.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        return _is_haproxy(pid)
+
     @property
     def master_pid(self) -> int | None:
         if self._proc is not None:
             return self._proc.pid if self._proc.poll() is None else None
-        try:
-            pid = int(self.pidfile.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+        if not self.running_in(self.dir.parent):
             return None
-        return pid if _is_haproxy(pid) else None
+        return int(self.pidfile.read_text().split()[0])
 
     def alive(self) -> bool:
         return self.master_pid is not None
