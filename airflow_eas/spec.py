@@ -319,3 +319,30 @@ def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, A
             node = child
         node[parts[-1]] = value
     return out
+
+
+REDACTED = "******"
+
+
+def redact_secrets(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as it may be shown: git passwords replaced by REDACTED."""
+    out = json.loads(json.dumps(spec))
+    for mount in out.get("storage") or []:
+        git = mount.get("git") if isinstance(mount, dict) else None
+        if isinstance(git, dict) and git.get("password"):
+            git["password"] = REDACTED
+    return out
+
+
+def restore_secrets(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """Put back the secrets a user's edit of a shown (redacted) spec left as REDACTED, by mount path."""
+    kept = {
+        m.get("mount_path"): m["git"]["password"]
+        for m in stored.get("storage") or []
+        if isinstance(m, dict) and isinstance(m.get("git"), dict) and m["git"].get("password")
+    }
+    for mount in new.get("storage") or []:
+        git = mount.get("git") if isinstance(mount, dict) else None
+        if isinstance(git, dict) and git.get("password") == REDACTED and mount.get("mount_path") in kept:
+            git["password"] = kept[mount["mount_path"]]
+    return new

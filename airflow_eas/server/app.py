@@ -31,7 +31,7 @@ from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.runtimes.process import ProcessRuntime
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
-from airflow_eas.spec import check_name, parse_spec
+from airflow_eas.spec import check_name, parse_spec, restore_secrets, spec_dict
 
 log = logging.getLogger("airflow_eas.server")
 
@@ -97,8 +97,8 @@ class ControlPlane:
         return self.describe(spec.name)
 
     def modify(self, name: str, body: Any) -> dict:
-        if isinstance(body, dict):
-            body = {**body, "name": body.get("name", name)}
+        body = spec_dict(body)
+        body = restore_secrets({**body, "name": body.get("name", name)}, self.store.service(name).spec)
         spec = parse_spec(body)
         if spec.name != name:
             raise InvalidSpec(f"name: the spec names {spec.name!r} but the URL names {name!r}")

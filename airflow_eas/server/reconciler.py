@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from airflow_eas.server.store import (
     ServiceRow,
     Store,
 )
-from airflow_eas.spec import ServiceSpec
+from airflow_eas.spec import ServiceSpec, redact_secrets
 
 log = logging.getLogger("airflow_eas.server")
 
@@ -83,6 +84,8 @@ class Reconciler:
         self._fails: dict[tuple[str, int], int] = defaultdict(int)
         self._tick_lock = threading.Lock()
         self._promote: set[str] = set()  # ready instances waiting for the gateway to take them
+        self._launcher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="eas-launch")
+        self._launching: dict[str, Future[str]] = {}
         self._thread = threading.Thread(target=self._loop, name="eas-reconciler", daemon=True)
         self.last_error: str | None = None
 
@@ -101,16 +104,20 @@ class Reconciler:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+        self._launcher.shutdown(wait=True)
+        for inst in self.store.instances():  # keep what the last launches started, to adopt or stop it
+            self._collect_launch(self.store.service(inst.service) if self.store.has_service(inst.service) else None,
+                                 inst)
         if stop_instances:
-            for inst in self.store.instances():
-                if inst.handle:
-                    self.runtime.terminate(inst.handle)
+            handles = [i.handle for i in self.store.instances() if i.handle]
+            for handle in handles:
+                self.runtime.terminate(handle)
             deadline = time.monotonic() + self.t.grace
-            for inst in self.store.instances():
-                while inst.handle and self.runtime.poll(inst.handle) is None and time.monotonic() < deadline:
+            for handle in handles:
+                while self.runtime.poll(handle) is None and time.monotonic() < deadline:
                     time.sleep(0.05)
-                if inst.handle and self.runtime.poll(inst.handle) is None:
-                    self.runtime.kill(inst.handle)
+                if self.runtime.poll(handle) is None:
+                    self.runtime.kill(handle)
             self.gateway.stop()
 
     def _loop(self) -> None:
@@ -225,6 +232,8 @@ class Reconciler:
     # -- one instance ------------------------------------------------------------------------
 
     def _advance(self, svc: ServiceRow | None, spec: ServiceSpec | None, inst: InstanceRow, sessions: dict) -> None:
+        if not self._collect_launch(svc, inst):
+            return
         now = time.time()
         if inst.state == STARTING:
             status = self.runtime.poll(inst.handle) if inst.handle else None
@@ -335,33 +344,53 @@ class Reconciler:
         self._start_process(svc, spec, inst)
 
     def _start_process(self, svc: ServiceRow, spec: ServiceSpec, inst: InstanceRow) -> None:
-        workdir = self.data_dir / "services" / svc.name / f"v{svc.version}"
+        """Launch in the background: a git clone, an OSS download or an engine call must not stall the
+        loop (and with it every other service). ``_advance`` collects the outcome."""
+        self._launching[inst.id] = self._launcher.submit(
+            self._prepare_and_launch, svc.name, svc.version, svc.spec, spec, inst.id, inst.port, self.log_path(inst)
+        )
+
+    def _prepare_and_launch(
+        self, name: str, version: int, raw_spec: dict, spec: ServiceSpec, instance_id: str, port: int, log_path: Path
+    ) -> str:
+        workdir = self.data_dir / "services" / name / f"v{version}"
         workdir.mkdir(parents=True, exist_ok=True)
-        try:  # local, nfs, git and oss mounts (and oss:// locations) as host folders
-            prepared = storage_for(self.data_dir).prepare(svc.name, svc.version, spec, self.runtime.name)
-        except DeployFailed as exc:
-            inst.handle = ""
-            self._died_before_ready(svc, inst, f"could not start ({exc.message})")
-            return
+        # local, nfs, git and oss mounts (and oss:// locations) as host folders
+        prepared = storage_for(self.data_dir).prepare(name, version, spec, self.runtime.name)
         (workdir / "spec.json").write_text(json.dumps(prepared.spec))
         env = {
-            "PORT": str(inst.port),
-            "EAS_SERVICE_NAME": svc.name,
-            "EAS_INSTANCE_ID": inst.id,
-            "EAS_CACHE_DIR": str(self.data_dir / "cache" / svc.name),
+            "PORT": str(port),
+            "EAS_SERVICE_NAME": name,
+            "EAS_INSTANCE_ID": instance_id,
+            "EAS_CACHE_DIR": str(self.data_dir / "cache" / name),
             "EAS_MOUNTS": json.dumps(prepared.eas_mounts),
         }
         if spec.containers:
-            # web apps (Gradio, FastAPI, Flask) see the gateway's path unchanged: tell them their prefix
-            env["EAS_ROOT_PATH"] = f"/api/predict/{svc.name}"
+            # web apps (Gradio, FastAPI, Flask) are served below /api/predict/<name>, which the gateway strips:
+            # they need their public prefix only to write links
+            env["EAS_ROOT_PATH"] = f"/api/predict/{name}"
             env.update({e.name: e.value for e in spec.containers[0].env})
-        request = LaunchRequest(inst.id, spec, inst.port, env, self.log_path(inst), workdir)
+        return self.runtime.launch(LaunchRequest(instance_id, spec, port, env, log_path, workdir))
+
+    def _collect_launch(self, svc: ServiceRow | None, inst: InstanceRow) -> bool:
+        """Take in a finished background launch; False while it still runs (leave the instance alone)."""
+        future = self._launching.get(inst.id)
+        if future is None:
+            return True
+        if not future.done():
+            return False
+        del self._launching[inst.id]
         try:
-            inst.handle = self.runtime.launch(request)
-            self.store.save_instance(inst)
+            inst.handle = future.result()
         except DeployFailed as exc:
             inst.handle = ""
-            self._died_before_ready(svc, inst, f"could not start ({exc.message})")
+            if inst.state == STARTING:
+                self._died_before_ready(svc, inst, f"could not start ({exc.message})")
+            return inst.state != BACKOFF
+        self.store.save_instance(inst)
+        if inst.state == STOPPING:  # retired while it was being launched
+            self.runtime.terminate(inst.handle)
+        return True
 
     def _probe(self, spec: ServiceSpec, port: int) -> bool:
         if spec.kind == "image":
@@ -468,7 +497,7 @@ class Reconciler:
                 for i in insts
             ],
             reason=svc.reason if svc.failed_version == svc.version else "",
-            spec=svc.spec,
+            spec=redact_secrets(svc.spec),
             events=[api.Event(**e) for e in self.store.events(svc.name)],
             link=f"{endpoint}/?token={svc.token}" if spec.kind == "image" else None,
         )
