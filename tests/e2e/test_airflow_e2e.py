@@ -1,0 +1,188 @@
+"""The rollout DAG run as users run it: real Airflow components, the REST API, a real eas server."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import Any
+
+import psutil
+import pytest
+
+from airflow_eas.demo import TrafficDriver, write_dag_file
+from airflow_eas.spec import parse_spec
+from tests.conftest import APPS, echo_spec, wait_until
+from tests.e2e.conftest import AirflowDeployment, ComponentsDidNotStart
+
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(180)]
+
+GROUP = "e2e"
+DAG_ID = "e2e_canary_release"
+# Tasks whose first check cannot succeed, so they must defer: the new version takes START_DELAY s to
+# listen (wait_ready), a bake waits on a DateTimeTrigger, the first analysis needs more requests
+# than the canary can have had when it starts (min_requests at 50% of RPS), promote waits out the
+# scale-down delay.
+MUST_DEFER = ("wait_ready", "bake_50", "analysis_50", "bake_100", "promote")
+RPS = 30
+
+
+def plan() -> dict[str, Any]:
+    """A canary rollout of tests/apps/echo_app.py, fast: two steps, 4 s bakes, a 4 s scale-down delay.
+
+    No trigger fires sooner than ~4 s after its task deferred (see MIN_HEARTBEAT_INTERVAL in conftest.py).
+    """
+    return {
+        "dag_id": DAG_ID,
+        "group": GROUP,
+        "service": {
+            "containers": [
+                {
+                    "image": "local",
+                    "command": f"{sys.executable} {APPS / 'echo_app.py'}",
+                    "port": 8000,
+                    "env": [
+                        {"name": "APP_VERSION", "value": "{{ params.version }}"},
+                        {"name": "START_DELAY", "value": "5"},
+                    ],
+                }
+            ],
+            "metadata": {"instance": 1},
+        },
+        "params": {"version": "1"},
+        "warmup": {"data": [{"instances": [[1, 2]]}], "count": 2},
+        "strategy": "canary",
+        "steps": [50, 100],
+        "bake_seconds": 4,
+        "analysis": {
+            "window_seconds": 20,
+            "min_requests": 200,  # ~13 s of the canary's 50% of RPS; its first check comes ~7 s after the shift
+            "max_error_rate": 0.05,
+            "timeout_seconds": 40,
+            "poll_seconds": 1,
+        },
+        "scale_down_delay_seconds": 4,
+        "timeouts": {"ready_seconds": 40},
+        "retries": 0,
+    }
+
+
+def test_rollout_through_a_real_airflow_deployment(airflow_deployment: AirflowDeployment, eas_server) -> None:  # noqa: ANN001
+    began = time.monotonic()
+    client = eas_server.client
+    # Version 1 serves the group with all traffic, as an earlier release left it.
+    v1 = echo_spec(f"{GROUP}_blue", group=GROUP, APP_VERSION="1")
+    client.create(parse_spec(v1))
+    wait_until(lambda: client.describe(f"{GROUP}_blue").ready, 30, "version 1 ready")
+    client.set_traffic(GROUP, {f"{GROUP}_blue": 100})
+
+    af = airflow_deployment
+    write_dag_file(af.dags_folder, plan())
+    try:
+        af.start()
+    except ComponentsDidNotStart as exc:
+        pytest.skip(f"Airflow's components could not start here: {exc}")
+    started = time.monotonic()
+    _no_listener_beyond_localhost(af)
+
+    af.login()
+    dag = af.wait_for_dag(DAG_ID)
+    assert dag["is_paused"], "a new DAG starts paused (core.dags_are_paused_at_creation)"
+    assert af.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})["is_paused"] is False
+
+    token = client.describe_group(GROUP).token
+    traffic = TrafficDriver(f"{eas_server.gateway}/api/predict/{GROUP}", token, b'{"instances": [[1, 2]]}', rps=RPS)
+    traffic.start()
+    try:
+        # What the UI's trigger form sends: no logical date, the run's conf.
+        run = af.api(
+            "POST", f"/dags/{DAG_ID}/dagRuns", expect=200, json={"logical_date": None, "conf": {"version": "2"}}
+        )
+        run_id = run["dag_run_id"]
+        seen: dict[str, set[str]] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            tis = af.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
+            for ti in tis:
+                seen.setdefault(ti["task_id"], set()).add(str(ti["state"]))
+            run = af.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
+            if run["state"] in ("success", "failed"):
+                break
+            time.sleep(0.3)
+        time.sleep(1)
+    finally:
+        traffic.stop()
+    ran = time.monotonic() - started
+
+    states = {ti["task_id"]: ti["state"] for ti in tis}
+    assert run["state"] == "success", f"run {run['state']} after {ran:.0f} s: {states}\n{af.problems()}"
+    assert run["conf"] == {"version": "2"}
+    assert states["promote"] == "success" and states["rollback"] == "skipped", states
+    assert {m.service: m.weight for m in client.describe_group(GROUP).members} == {
+        f"{GROUP}_blue": 0,
+        f"{GROUP}_green": 100,
+    }
+    # The sensors, bakes and promote deferred to the triggerer instead of waiting in a worker: the API
+    # showed them deferred while they waited, and their logs (the UI's log view, via the API) hold the
+    # triggerer's lines of their trigger, which only the triggerer writes.
+    deferred = {task for task, s in seen.items() if "deferred" in s}
+    assert {"wait_ready", "analysis_50"} <= deferred, f"sensors not seen deferred; states seen: {seen}"
+    for task in MUST_DEFER:
+        log = _task_log(af, run_id, task)
+        assert "Pausing task as DEFERRED" in log, f"{task} did not defer:\n{log[-3000:]}"
+        started_line = re.search(rf"trigger {DAG_ID}/{re.escape(run_id)}/{task}/-1/1 \(ID \d+\) starting", log)
+        assert started_line and "Trigger fired event" in log, (
+            f"{task}: no trigger run by the triggerer in its log:\n{log[-3000:]}"
+        )
+    # The client saw no errors while traffic moved from version 1 to version 2.
+    assert traffic.failures_at == [], f"client errors during the rollout: {traffic.failures_at[:5]}"
+    assert traffic.errors == 0 and traffic.answers["version 1"] > 0 and traffic.answers["version 2"] > 0
+    wait_until(lambda: client.describe(f"{GROUP}_blue").status == "Stopped", 20, "old member stopped")
+    print(
+        f"\nAirflow up in {started - began:.1f} s (incl. seeding), run {ran:.1f} s, "
+        f"deferred: {sorted(deferred)}, client: {traffic.summary()}"
+    )
+
+    _no_listener_beyond_localhost(af)
+    processes = af.processes_alive()
+    stopping = time.monotonic()
+    af.stop()
+    print(f"Airflow stopped in {time.monotonic() - stopping:.1f} s")
+    left = [p for p in processes if _running(p)]
+    assert not left, f"processes left after stop: {left}"
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE  # is_running: same pid, same process
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _task_log(af: AirflowDeployment, run_id: str, task_id: str) -> str:
+    """The text of a task's first try, from the REST API (the UI's log view)."""
+    body = af.api(
+        "GET",
+        f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+        params={"full_content": "true"},
+        headers={"Accept": "application/json"},
+    )
+    content = body.get("content")
+    if isinstance(content, list):
+        return "\n".join(
+            str(entry.get("event", "")) if isinstance(entry, dict) else str(entry) for entry in content
+        )
+    return str(content)
+
+
+def _no_listener_beyond_localhost(af: AirflowDeployment) -> None:
+    """Every socket our Airflow processes listen on is bound to 127.0.0.1."""
+    pids = {p.pid for p in af.processes_alive()}
+    listening = [
+        c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+    assert listening, "the api-server listens somewhere"
+    wide = [(c.pid, c.laddr) for c in listening if c.laddr.ip not in ("127.0.0.1", "::1")]
+    assert not wide, f"Airflow listens beyond localhost: {wide}"
+
+
