@@ -12,6 +12,7 @@ and ``{{ cyctime }}`` (the scheduled time, ``yyyymmddHHMMSS``), in the DAG's tim
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -25,6 +26,24 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_eas.errors import Conflict, DeployFailed, EasError, InvalidSpec, NotFound, Unauthorized
 from airflow_eas.hooks.eas import EasHook
 from airflow_eas.platform.base import Platform
+from airflow_eas.triggers.eas import MIN_DEFER_SECONDS
+
+
+def wait_or_defer(operator: BaseOperator, seconds: float, *, deferrable: bool, method_name: str) -> bool:
+    """Wait ``seconds``: in the worker when short (or not deferrable), else by deferring to a timer trigger.
+
+    Returns True when the wait is over (the caller goes on); deferring never returns.
+    """
+    if seconds <= 0:
+        return True
+    if not deferrable or seconds <= MIN_DEFER_SECONDS:
+        time.sleep(seconds)
+        return True
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+    operator.defer(trigger=DateTimeTrigger(moment=pendulum.now("UTC").add(seconds=seconds)), method_name=method_name)
+    return False  # unreachable: defer raises
+
 
 # Errors a retry cannot fix: fail the task at once instead of burning retries.
 PERMANENT_ERRORS: tuple[type[EasError], ...] = (InvalidSpec, Unauthorized, DeployFailed, NotFound, Conflict)

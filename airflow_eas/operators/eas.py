@@ -26,12 +26,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import pendulum
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound
 from airflow_eas.links import EasServiceConsoleLink, EasServiceEndpointLink, persist_service_links
-from airflow_eas.operators.base import EasBaseOperator, eas_template_fields, fail_fast_on_permanent_errors
+from airflow_eas.operators.base import (
+    EasBaseOperator,
+    eas_template_fields,
+    fail_fast_on_permanent_errors,
+    wait_or_defer,
+)
 from airflow_eas.platform.base import RUNNING, GroupInfo, GroupMember, Platform
 from airflow_eas.spec import ServiceSpec, check_name, parse_spec, spec_dict
 
@@ -425,15 +429,7 @@ class EasBakeOperator(EasBaseOperator):
         if seconds <= 0:
             return
         self.log.info("Baking for %.0f s", seconds)
-        if not self.deferrable:
-            time.sleep(seconds)
-            return
-        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-
-        self.defer(
-            trigger=DateTimeTrigger(moment=pendulum.now("UTC").add(seconds=seconds)),
-            method_name="execute_complete",
-        )
+        wait_or_defer(self, seconds, deferrable=self.deferrable, method_name="execute_complete")
 
     def execute_complete(self, context: Any, event: Any = None) -> None:
         self.log.info("Bake time over")
@@ -473,6 +469,7 @@ class EasPromoteOperator(EasBaseOperator):
     :param scale_down_delay_seconds: how long the old members stay up; templated
     :param scale_down: ``"stop"`` the old members (default), ``"zero"`` (scale to 0 instances)
         or ``"keep"`` them running
+    :param deferrable: spend the delay in the triggerer (default) instead of the worker
     :param eas_conn_id: the Airflow connection of the platform
     """
 
@@ -486,9 +483,11 @@ class EasPromoteOperator(EasBaseOperator):
         service: str,
         scale_down_delay_seconds: int | str = 300,
         scale_down: str = "stop",
+        deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.deferrable = deferrable
         if scale_down not in ("stop", "zero", "keep"):
             raise InvalidSpec(f"scale_down {scale_down!r}: choose stop, zero or keep")
         self.group = group
@@ -512,13 +511,8 @@ class EasPromoteOperator(EasBaseOperator):
             )
         delay = int(self.scale_down_delay_seconds)
         if old and self.scale_down != "keep" and delay > 0:
-            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-
             self.log.info("Keeping %s up for %d s for a fast rollback", old, delay)
-            self.defer(
-                trigger=DateTimeTrigger(moment=pendulum.now("UTC").add(seconds=delay)),
-                method_name="execute_complete",
-            )
+            wait_or_defer(self, delay, deferrable=self.deferrable, method_name="execute_complete")
         return self.execute_complete(context)
 
     def execute_complete(self, context: Any, event: Any = None, **_: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from airflow_eas.hooks.eas import EasHook
 from airflow_eas.operators.base import EasHookMixin, eas_template_fields
 from airflow_eas.triggers.eas import (
     FAILURE,
+    MIN_DEFER_SECONDS,
     SUCCESS,
     EasBaseTrigger,
     EasMetricsTrigger,
@@ -86,13 +87,20 @@ class EasBaseSensor(EasHookMixin, BaseSensorOperator):
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        try:
-            event = self.check()
-        except EasError as exc:
-            self.log.warning("First check failed, the trigger retries: %s", exc.message)
-            event = None
-        if event is not None:
-            return self.execute_complete(context, event)
+        # Quick outcomes are settled here: a trigger firing right after the deferral meets an Airflow 3.3
+        # race (see MIN_DEFER_SECONDS), so check inline for that long first.
+        started = time.monotonic()
+        while True:
+            try:
+                event = self.check()
+            except EasError as exc:
+                self.log.warning("Check failed, retrying: %s", exc.message)
+                event = None
+            if event is not None:
+                return self.execute_complete(context, event)
+            if time.monotonic() - started >= MIN_DEFER_SECONDS:
+                break
+            time.sleep(min(float(self.poke_interval), 1.0))
         timeout = float(self.timeout) if self.timeout is not None else 7 * 24 * 3600.0
         self.defer(
             trigger=self.make_trigger(deadline=time.time() + timeout),

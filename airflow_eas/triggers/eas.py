@@ -91,6 +91,13 @@ def verdict_event(service: str, verdict: Verdict) -> dict[str, Any] | None:
     return None
 
 
+# Airflow 3.3 may fail a deferred task whose trigger fires within about `[workers] min_heartbeat_interval`
+# (5 s by default) of the deferral: the executor's late "success" for the deferring process meets the task
+# already queued again (apache/airflow#71580). So waits shorter than this run in the worker, sensors check
+# inline this long before they defer, and no trigger of ours fires sooner than this after the deferral.
+MIN_DEFER_SECONDS = 8.0
+
+
 # -- triggers -----------------------------------------------------------------------------------
 
 
@@ -149,6 +156,14 @@ class EasBaseTrigger(BaseTrigger):
         return EasHook(self.eas_conn_id).get_platform()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Never fire sooner than MIN_DEFER_SECONDS after the deferral (an Airflow 3.3 race, see there).
+        not_before = time.monotonic() + MIN_DEFER_SECONDS
+        async for event in self._poll_until_event():
+            await asyncio.sleep(max(0.0, not_before - time.monotonic()))
+            yield event
+            return
+
+    async def _poll_until_event(self) -> AsyncIterator[TriggerEvent]:
         errors = 0
         platform: Platform | None = None
         while True:

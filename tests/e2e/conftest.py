@@ -90,13 +90,8 @@ class AirflowDeployment:
                 # fast enough for a test: new DAG files seen within seconds
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-                # A task supervisor notices its task process exited only when its select() wakes up,
-                # at most this often (default 5 s); the executor's success event of a task that
-                # deferred comes that late. Airflow 3.3.2's scheduler fails a resumed task whose
-                # trigger fired before that stale event was drained and that is already queued or
-                # running again ("state mismatch": apache/airflow#67287, #71580, #72716). 1 s keeps
-                # the stale event (<= ~1.5 s late) well ahead of the test's quickest trigger (4 s).
-                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                # [workers] min_heartbeat_interval stays at Airflow's default (5 s) on purpose: the provider
+                # itself must avoid the deferral race it causes (see MIN_DEFER_SECONDS).
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             }
         )

@@ -19,19 +19,16 @@ pytestmark = [pytest.mark.airflow, pytest.mark.timeout(180)]
 
 GROUP = "e2e"
 DAG_ID = "e2e_canary_release"
-# Tasks whose first check cannot succeed, so they must defer: the new version takes START_DELAY s to
-# listen (wait_ready), a bake waits on a DateTimeTrigger, the first analysis needs more requests
-# than the canary can have had when it starts (min_requests at 50% of RPS), promote waits out the
-# scale-down delay.
+# Tasks that must defer: the sensors check inline for MIN_DEFER_SECONDS (8 s) first, so the new version
+# takes START_DELAY s to listen (wait_ready) and the first analysis needs more requests than the canary
+# gets in its bake plus those 8 s (min_requests at 50% of RPS); bakes and promote's scale-down delay are
+# longer than 8 s, so they wait on timer triggers.
 MUST_DEFER = ("wait_ready", "bake_50", "analysis_50", "bake_100", "promote")
 RPS = 30
 
 
 def plan() -> dict[str, Any]:
-    """A canary rollout of tests/apps/echo_app.py, fast: two steps, 4 s bakes, a 4 s scale-down delay.
-
-    No trigger fires sooner than ~4 s after its task deferred (see MIN_HEARTBEAT_INTERVAL in conftest.py).
-    """
+    """A canary rollout of tests/apps/echo_app.py, fast: two steps, 10 s bakes, a 10 s scale-down delay."""
     return {
         "dag_id": DAG_ID,
         "group": GROUP,
@@ -43,7 +40,7 @@ def plan() -> dict[str, Any]:
                     "port": 8000,
                     "env": [
                         {"name": "APP_VERSION", "value": "{{ params.version }}"},
-                        {"name": "START_DELAY", "value": "5"},
+                        {"name": "START_DELAY", "value": "12"},
                     ],
                 }
             ],
@@ -53,15 +50,15 @@ def plan() -> dict[str, Any]:
         "warmup": {"data": [{"instances": [[1, 2]]}], "count": 2},
         "strategy": "canary",
         "steps": [50, 100],
-        "bake_seconds": 4,
+        "bake_seconds": 10,
         "analysis": {
-            "window_seconds": 20,
-            "min_requests": 200,  # ~13 s of the canary's 50% of RPS; its first check comes ~7 s after the shift
+            "window_seconds": 40,
+            "min_requests": 350,  # ~23 s of the canary's 50% of RPS; its checks start 10 s after the shift
             "max_error_rate": 0.05,
-            "timeout_seconds": 40,
+            "timeout_seconds": 60,
             "poll_seconds": 1,
         },
-        "scale_down_delay_seconds": 4,
+        "scale_down_delay_seconds": 10,
         "timeouts": {"ready_seconds": 40},
         "retries": 0,
     }
