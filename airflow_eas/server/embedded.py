@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from airflow_eas.errors import EasError, PlatformUnavailable
 from airflow_eas.platform.client import EasClient
 from airflow_eas.server.gateway import Gateway
+from airflow_eas.server.runtimes.process import ProcessRuntime
 
 
 def free_port() -> int:
@@ -89,6 +91,14 @@ class EmbeddedServer:
         if Gateway.running_in(self.data_dir):
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int((self.data_dir / "gateway" / "haproxy.pid").read_text().split()[0]), signal.SIGTERM)
+        # instances of a server that was killed and never restarted (a test that failed half-way)
+        runtime = ProcessRuntime()
+        with contextlib.suppress(sqlite3.Error):
+            db = sqlite3.connect(self.data_dir / "state.db")
+            handles = [h for (h,) in db.execute("SELECT handle FROM instances") if ":" in h and h[0].isdigit()]
+            db.close()
+            for handle in handles:
+                runtime.kill(handle)
 
     def log_tail(self, lines: int = 8) -> str:
         try:
