@@ -80,6 +80,8 @@ class Gateway:
         self._proc: subprocess.Popen | None = None
         # per-request logs feed the metrics; off only to measure what they cost (bench/gateway_bench.py)
         self.request_log = os.environ.get("EAS_GATEWAY_REQUEST_LOG", "on") != "off"
+        # per route, how many requests per thousand are logged (absent: all); see set_sampling
+        self.sampling: dict[str, int] = _read_map(self.dir / "sample.map")
         self._applied: GatewayState | None = None
         self.restarts = 0
 
@@ -166,6 +168,29 @@ class Gateway:
                 self.runtime(commands)
                 self._write(state)
         self._applied = state
+
+    def set_sampling(self, keep: dict[str, int]) -> None:
+        """Log only ``keep[route]`` of every 1000 requests of a busy route (1000 or absent: all).
+
+        Per-request logs are what the metrics are made of, and at the gateway's full speed they
+        would cost it a third of its throughput; a sample of a busy route costs next to nothing
+        and, weighted back, gives the same counts and percentiles.
+        """
+        sample_map = self.dir / "sample.map"
+        commands = []
+        for route, per_mille in keep.items():
+            if route in self.sampling:
+                commands.append(f"set map {sample_map} {route} {per_mille}")
+            else:
+                commands.append(f"add map {sample_map} {route} {per_mille}")
+        if commands:
+            self.runtime(commands)
+            self.sampling.update(keep)
+            self._write_sampling()
+
+    def _write_sampling(self) -> None:
+        lines = "".join(f"{route} {n}\n" for route, n in sorted(self.sampling.items()))
+        _atomic_write(self.dir / "sample.map", lines)
 
     def runtime(self, commands: list[str]) -> str:
         """Send commands to the current worker, through the master CLI (one connection, one batch).
@@ -266,6 +291,7 @@ class Gateway:
         )
         _atomic_write(self.dir / "tokens.map", tokens, mode=0o600)
         _atomic_write(self.dir / "keys.map", keys, mode=0o600)
+        self._write_sampling()
         _atomic_write(self.dir / "backends.map", backends)
         _atomic_write(self.cfg, self.render(state), mode=0o600)
 
@@ -282,7 +308,7 @@ class Gateway:
             "defaults",
             "    mode http",
             "    log global",
-            '    log-format "%b %s %ST %Ta"',
+            '    log-format "%b %s %ST %Ta %[var(txn.eas_keep)]"',
             "    option dontlognull",
             "    option redispatch",
             "    option idle-close-on-response",
@@ -301,6 +327,10 @@ class Gateway:
             f"    bind {self.host}:{self.port}",
             "    http-request set-var(txn.eas_name) path,field(4,/) if { path_beg /api/predict/ }",
             f"    http-request set-var(txn.eas_token) var(txn.eas_name),map_str({d}/tokens.map)",
+            # busy routes log a sample (the per-mille travels in the line, so the metrics weigh it back)
+            f"    http-request set-var(txn.eas_keep) var(txn.eas_name),map_str_int({d}/sample.map,1000)",
+            "    http-request set-var(txn.eas_roll) rand(1000)",
+            "    http-request set-log-level silent if { var(txn.eas_roll),sub(txn.eas_keep) ge 0 }",
             "    acl known_name var(txn.eas_token) -m found",
             "    acl token_ok req.fhdr(Authorization),strcmp(txn.eas_token) eq 0",
             # EAS's request signature (what the eas-prediction SDK sends): "EAS " + base64(HMAC-SHA1 keyed by
@@ -364,6 +394,14 @@ def _unix_call(path: Path, payload: str, timeout: float = 5.0) -> str:
                 break
             chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
+
+
+def _read_map(path: Path) -> dict[str, int]:
+    try:
+        pairs = [line.split() for line in path.read_text().splitlines()]
+    except OSError:
+        return {}
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].isdigit()}
 
 
 def _is_haproxy(pid: int) -> bool:

@@ -1,10 +1,17 @@
-"""Data-plane metrics: every request the gateway forwards, from HAProxy's per-request log.
+"""Data-plane metrics: the requests the gateway forwards, from HAProxy's per-request log.
 
-HAProxy sends one raw log line per request over UDP (``%b %s %ST %Ta``: backend, server,
-status, total time in ms). A receiver thread folds them into one-second buckets per
-service, each holding a count, an error count and a latency histogram, so percentiles
-over any window up to :data:`RETENTION_SECONDS` cost a merge of small dicts, and memory
-does not grow with traffic. HAProxy's own exporter has only averages, hence the logs.
+HAProxy sends one raw log line per request over UDP (``%b %s %ST %Ta <keep>``: backend,
+server, status, total time in ms, and how many of every 1000 requests of that route are
+logged). A receiver thread folds them into one-second buckets per service, each holding a
+count, an error count and a latency histogram, so percentiles over any window up to
+:data:`RETENTION_SECONDS` cost a merge of small dicts and memory does not grow with traffic.
+HAProxy's own exporter has only averages, hence the logs.
+
+Logging every request would cost the gateway a third of its throughput at full speed, so a
+busy route logs a sample (:meth:`MetricsCollector.sampling_plan`, applied by the gateway) and
+each sampled line counts ``1000 / keep`` times: the same counts and percentiles, in
+expectation, for a few percent of the cost. Routes under :data:`LINES_PER_SECOND` log every
+request, so their numbers are exact.
 """
 
 from __future__ import annotations
@@ -16,15 +23,16 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 RETENTION_SECONDS = 900
+LINES_PER_SECOND = 1000  # per route: above this rate, log a sample
 SERVICE_PREFIX, GROUP_PREFIX = "s_", "g_"
 
 
 @dataclass
 class _Bucket:
     second: int
-    requests: int = 0
-    errors: int = 0
-    latency: Counter = field(default_factory=Counter)  # whole ms -> count
+    requests: float = 0.0  # weighted: a sampled line stands for 1000/keep requests
+    errors: float = 0.0
+    latency: Counter = field(default_factory=Counter)  # whole ms -> weighted count
 
 
 @dataclass
@@ -54,7 +62,7 @@ class MetricsCollector:
         self.port = self.sock.getsockname()[1]
         self._lock = threading.Lock()
         self._series: dict[str, deque[_Bucket]] = defaultdict(deque)
-        self.totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # key -> [requests, errors]
+        self.totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # key -> [requests, errors]
         self._thread = threading.Thread(target=self._run, name="eas-metrics", daemon=True)
         self._keys: dict[tuple[bytes, bytes], tuple[str, ...]] = {}
         self._stop = False
@@ -76,11 +84,16 @@ class MetricsCollector:
             self.record_line(data)
 
     def record_line(self, line: bytes | str) -> None:
-        """One gateway log line: ``<backend> <server> <status> <total ms>``. The hot path of the data plane's
-        metrics, hence bytes, and the keys of each (backend, server) pair worked out once."""
+        """One gateway log line: ``<backend> <server> <status> <total ms> [<keep per mille>]``. The hot path
+        of the data plane's metrics, hence bytes, and the keys of each (backend, server) pair worked out once."""
         parts = (line.encode() if isinstance(line, str) else line).split()
         if len(parts) < 4:
             return
+        keep = 1000
+        if len(parts) >= 5:
+            last = parts.pop()  # "-" where the route is unknown (refused at the frontend)
+            if last.isdigit():
+                keep = max(int(last), 1)
         pair = (parts[-4], parts[-3])
         keys = self._keys.get(pair)
         if keys is None:
@@ -92,9 +105,11 @@ class MetricsCollector:
             ms = max(int(parts[-1]), 0)
         except ValueError:
             return
-        self.record(keys, code >= 500 or code < 0, ms)
+        self.record(keys, code >= 500 or code < 0, ms, weight=1000 / keep)
 
-    def record(self, keys: tuple[str, ...] | list[str], error: bool, ms: int, now: float | None = None) -> None:
+    def record(
+        self, keys: tuple[str, ...] | list[str], error: bool, ms: int, now: float | None = None, weight: float = 1.0
+    ) -> None:
         second = int(now if now is not None else time.time())
         with self._lock:
             for key in keys:
@@ -104,18 +119,33 @@ class MetricsCollector:
                     while series and series[0].second < second - RETENTION_SECONDS:
                         series.popleft()
                 bucket = series[-1]
-                bucket.requests += 1
-                bucket.latency[ms] += 1
+                bucket.requests += weight
+                bucket.latency[ms] += weight
                 totals = self.totals[key]
-                totals[0] += 1
+                totals[0] += weight
                 if error:
-                    bucket.errors += 1
-                    totals[1] += 1
+                    bucket.errors += weight
+                    totals[1] += weight
+
+    def sampling_plan(self, routes: list[str], current: dict[str, int], now: float | None = None) -> dict[str, int]:
+        """The per-mille each route should log now, where it should change (a factor of 1.5 or more, or
+        back to every request), from its rate over the last three seconds."""
+        plan = {}
+        last_full_second = (now if now is not None else time.time()) - 1  # the running second is partial
+        for route in routes:
+            rate = self.window(route, 3, now=last_full_second).requests / 3
+            wanted = 1000 if rate <= LINES_PER_SECOND else max(1, round(1000 * LINES_PER_SECOND / rate))
+            now = current.get(route, 1000)
+            if wanted == now:
+                continue
+            if wanted == 1000 or max(wanted, now) / min(wanted, now) >= 1.5:
+                plan[route] = wanted
+        return plan
 
     def window(self, key: str, seconds: int, now: float | None = None) -> Window:
         seconds = max(1, min(int(seconds), RETENTION_SECONDS))
         since = int(now if now is not None else time.time()) - seconds
-        requests = errors = 0
+        requests = errors = 0.0
         hist: Counter = Counter()
         with self._lock:
             for bucket in reversed(self._series.get(key, ())):
@@ -125,7 +155,7 @@ class MetricsCollector:
                 errors += bucket.errors
                 hist.update(bucket.latency)
         p50, p95, p99 = _percentiles(hist, requests, (0.50, 0.95, 0.99))
-        return Window(requests, errors, p50, p95, p99, seconds)
+        return Window(round(requests), round(errors), p50, p95, p99, seconds)
 
     def forget(self, key: str) -> None:
         with self._lock:
@@ -144,14 +174,14 @@ def _keys_of(backend: str, server: str) -> tuple[str, ...]:
     return ()
 
 
-def _percentiles(hist: Counter, total: int, qs: tuple[float, ...]) -> list[float | None]:
+def _percentiles(hist: Counter, total: float, qs: tuple[float, ...]) -> list[float | None]:
     if not total:
         return [None for _ in qs]
     out: list[float | None] = []
     items = sorted(hist.items())
     for q in qs:
-        rank = max(1, int(q * total + 0.999999))
-        seen = 0
+        rank = q * total - 1e-9  # weighted counts: the first latency whose cumulative weight reaches q
+        seen = 0.0
         for ms, count in items:
             seen += count
             if seen >= rank:

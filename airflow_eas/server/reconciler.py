@@ -86,6 +86,7 @@ class Reconciler:
         self._promote: set[str] = set()  # ready instances waiting for the gateway to take them
         self._launcher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="eas-launch")
         self._launching: dict[str, Future[str]] = {}
+        self._next_sampling = 0.0
         self._thread = threading.Thread(target=self._loop, name="eas-reconciler", daemon=True)
         self.last_error: str | None = None
 
@@ -179,6 +180,7 @@ class Reconciler:
             self.gateway.ensure_running(state)
             self.gateway.restarts += 1
             log.warning("gateway was down; started it again from the store")
+        self._adjust_sampling(state)
         if self._promote:
             now = time.time()
             for inst in self.store.instances():
@@ -228,6 +230,21 @@ class Reconciler:
         removable = ready_current + len(ready_old) - (want - unavailable)
         for inst in ready_old[: max(0, removable)]:
             self._retire(inst)
+
+    def _adjust_sampling(self, state: GatewayState) -> None:
+        """Once a second: busy routes log a sample of their requests (see metrics.py)."""
+        if time.monotonic() < self._next_sampling:
+            return
+        self._next_sampling = time.monotonic() + 1.0
+        keys = {
+            route: route if backend.startswith("s_") else f"group:{route}"
+            for route, (backend, _) in state.routes.items()
+        }
+        current = {keys[r]: n for r, n in self.gateway.sampling.items() if r in keys}
+        plan = self.metrics.sampling_plan(list(keys.values()), current)
+        if plan:
+            route_of = {key: route for route, key in keys.items()}
+            self.gateway.set_sampling({route_of[key]: n for key, n in plan.items()})
 
     # -- one instance ------------------------------------------------------------------------
 

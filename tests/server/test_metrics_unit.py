@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from airflow_eas.server.metrics import MetricsCollector
 
 
@@ -37,5 +39,35 @@ def test_log_lines_map_to_services() -> None:
         assert m.window("group:fraud_grp", 60).requests == 2
         assert m.totals["group:fraud_grp"] == [2, 2]
         assert "gateway" not in m.totals
+    finally:
+        m.close()
+
+
+def test_sampled_lines_count_for_what_they_stand_for() -> None:
+    m = MetricsCollector()
+    try:
+        for i in range(100):  # a route sampled at 50 per mille: each line stands for 20 requests
+            m.record_line(f"s_busy busy-1 {500 if i < 10 else 200} {i % 10} 50".encode())
+        m.record_line(b"s_quiet quiet-1 200 3 1000")
+        m.record_line(b"gateway <NOSRV> 404 0 -")
+        busy = m.window("busy", 60)
+        assert (busy.requests, busy.errors) == (2000, 200)
+        assert busy.p50_ms == 4.0 and busy.p99_ms == 9.0
+        assert m.window("quiet", 60).requests == 1
+    finally:
+        m.close()
+
+
+def test_sampling_plan_follows_the_rate() -> None:
+    m = MetricsCollector()
+    try:
+        now = float(int(time.time()))
+        for second in (4, 3, 2, 1):  # oldest first, as time goes
+            for _ in range(50):  # 50 lines at 100 per mille: 500 requests/s, under the budget
+                m.record(("calm",), False, 1, now=now - second + 0.5, weight=10.0)
+            m.record(("hot",), False, 1, now=now - second + 0.5, weight=5000.0)  # 5,000 requests/s
+        plan = m.sampling_plan(["calm", "hot", "idle"], {"calm": 100}, now=now)
+        assert plan == {"calm": 1000, "hot": 200}, "a calm route logs everything again, a hot one a fifth"
+        assert m.sampling_plan(["hot"], {"hot": 180}, now=now) == {}, "small changes are not worth a runtime call"
     finally:
         m.close()
