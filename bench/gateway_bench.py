@@ -169,7 +169,9 @@ def main() -> None:
         f"{median(results['gateway'], 'p50_ms'):.2f} ms | {median(results['gateway'], 'p99_ms'):.2f} ms |",
         "",
         "What the per-request metrics cost the gateway (a static backend faster than the gateway, so HAProxy "
-        "is the bottleneck; the log receiver in the control plane runs on the same cores; a route busier than 1,000 requests/s logs a sample whose lines are weighed back, so the counts below are estimates at this speed and exact under it):",
+        "is the bottleneck; the log receiver in the control plane runs on the same cores; a route busier than "
+        "1,000 requests/s logs a sample whose lines are weighed back, so the counts below are estimates at this "
+        "speed and exact under it):",
         "",
         "| gateway | c16 rps | ratio |",
         "|---|---|---|",
