@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_eas.errors import DeployFailed, EasError
+from airflow_eas.errors import DeployFailed
 from airflow_eas.platform import base as api
 from airflow_eas.server.gateway import DRAIN, MAINT, READY, Backend, Gateway, GatewayState, Server
 from airflow_eas.server.metrics import MetricsCollector
@@ -564,5 +564,3 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
 
-
-__all__ = ["Reconciler", "Timings", "service_status", "DELETED", "EasError"]
