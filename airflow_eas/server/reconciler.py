@@ -14,6 +14,7 @@ import http.client
 import json
 import logging
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -442,6 +443,18 @@ class Reconciler:
                 self.store.leave_group(svc.grp, svc.name)
             self.store.delete_service(svc.name)
         self.metrics.forget(svc.name)
+        self._remove_files(svc.name)
+
+    def _remove_files(self, name: str) -> None:
+        """Work folders, logs and caches of a deleted service: moved aside at once (a service created
+        again under the name starts clean), removed off the loop (a cache may be large)."""
+        storage_for(self.data_dir).forget(name)
+        for folder in ("services", "logs", "cache"):
+            path = self.data_dir / folder / name
+            if path.exists():
+                trash = path.with_name(f".deleted-{name}-{secrets.token_hex(4)}")
+                path.rename(trash)
+                self._launcher.submit(shutil.rmtree, trash, ignore_errors=True)
 
     # -- gateway -----------------------------------------------------------------------------
 

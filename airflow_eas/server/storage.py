@@ -132,6 +132,12 @@ class Storage:
             mounts, rewrites = self._prepared[key]
         return Prepared({**data, **rewrites}, list(mounts))
 
+    def forget(self, service: str) -> None:
+        """A deleted service's prepared mounts are forgotten (the control plane removes its folders)."""
+        with self._lock:
+            for key in [k for k in self._prepared if k[0] == service]:
+                del self._prepared[key]
+
     def _prepare(self, service: str, spec: ServiceSpec, runtime: str) -> tuple[list[Mount], dict[str, str]]:
         cache = self.cache_root / service / "storage"
         mounts = []

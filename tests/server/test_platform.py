@@ -61,6 +61,8 @@ def test_create_invoke_scale_stop_start_delete(eas_server) -> None:  # noqa: ANN
     with pytest.raises(NotFound):
         client.describe("life")
     assert _post(info.endpoint, info.token).status_code == 404
+    leftovers = [eas_server.data_dir / d / "life" for d in ("logs", "services", "cache")]
+    wait_until(lambda: not any(p.exists() for p in leftovers), 10, "a deleted service's files to go")
 
 
 def test_wrong_or_missing_token_is_401(eas_server) -> None:  # noqa: ANN001
