@@ -160,7 +160,7 @@ def _airflow_env(home: Path, conn: dict[str, Any]) -> None:
     os.environ["AIRFLOW_HOME"] = str(home)
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(home / "dags")
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "ERROR"  # the demo prints its own progress
     os.environ["AIRFLOW_CONN_EAS_DEFAULT"] = json.dumps(conn)
 
 
