@@ -4,7 +4,7 @@
 (``?conn_id=``, default ``eas_default``); ``/eas/services/<name>`` shows one service:
 status, instances, the last minute's metrics and its events. The EAS console link of
 the operators points here unless the connection sets its own ``console_url``. Tokens
-are never shown.
+are never shown, and only users signed in to Airflow who may read the connection see it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import html
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse
 
 from airflow_eas.hooks.eas import EasHook
 
@@ -33,13 +35,35 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def create_app():  # noqa: ANN201 - fastapi.FastAPI
-    from fastapi import FastAPI
-    from fastapi.responses import HTMLResponse
+async def _may_read_connection(request: Request, conn_id: str) -> None:
+    """Airflow's own login guards the console: a signed-in user allowed to read the connection."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import HTTPException
 
+    user = await get_user(request, None, _bearer(request))
+    allowed = get_auth_manager().is_authorized_connection(
+        method="GET", details=ConnectionDetails(conn_id=conn_id), user=user
+    )
+    if not allowed:
+        raise HTTPException(status_code=403, detail=f"not allowed to read connection {conn_id}")
+
+
+def _bearer(request: Request):  # noqa: ANN202
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials) if credentials else None
+
+
+def create_app() -> FastAPI:
     from airflow_eas.errors import EasError
 
-    app = FastAPI(title="EAS console", docs_url=None, redoc_url=None)
+    async def guard(request: Request, conn_id: str = EasHook.default_conn_name) -> None:
+        await _may_read_connection(request, conn_id)
+
+    app = FastAPI(title="EAS console", docs_url=None, redoc_url=None, dependencies=[Depends(guard)])
     esc = html.escape
 
     @app.get("/", response_class=HTMLResponse)

@@ -9,6 +9,7 @@ from typing import Any
 
 import psutil
 import pytest
+import requests
 
 from airflow_eas.demo import TrafficDriver, write_dag_file
 from airflow_eas.spec import parse_spec
@@ -139,6 +140,13 @@ def test_rollout_through_a_real_airflow_deployment(airflow_deployment: AirflowDe
         f"\nAirflow up in {started - began:.1f} s (incl. seeding), run {ran:.1f} s, "
         f"deferred: {sorted(deferred)}, client: {traffic.summary()}"
     )
+
+    # The EAS console, mounted in the api-server by the plugin: behind Airflow's own login.
+    console = f"{af.url}/eas/"
+    assert requests.get(console, timeout=10).status_code in (401, 403), "the console needs an Airflow login"
+    page = af._session.get(console, timeout=10)
+    assert page.status_code == 200 and GROUP in page.text and f"{GROUP}_green=100%" in page.text, page.text[:500]
+    assert token not in page.text, "tokens are never shown"
 
     _no_listener_beyond_localhost(af)
     processes = af.processes_alive()
