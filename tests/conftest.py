@@ -86,3 +86,15 @@ def s3_server() -> Iterator[dict[str, str]]:
            "EAS_OSS_ACCESS_KEY_SECRET": "test-secret-0123456789"}
     proc.terminate()
     proc.wait(10)
+
+
+def wait_running(client, name: str, instances: int | None = None, timeout: float = 60):  # noqa: ANN001, ANN201
+    """Until service ``name`` is Running with ``instances`` serving instances (default: all it wants)."""
+
+    def check():  # noqa: ANN202
+        info = client.describe(name)
+        want = info.instances if instances is None else instances
+        done = info.status == "Running" and info.running_instances == want and len(info.instance_list) == want
+        return info if done else None
+
+    return wait_until(check, timeout, f"{name} to run {instances if instances is not None else 'all its'} instance(s)")

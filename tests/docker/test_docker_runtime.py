@@ -11,18 +11,11 @@ import requests
 
 from airflow_eas.server.embedded import EmbeddedServer, free_port
 from airflow_eas.spec import parse_spec
-from tests.conftest import wait_until
+from tests.conftest import wait_running, wait_until
 from tests.docker.conftest import BASE_IMAGE, docker_echo_spec, remove_containers_of
 from tests.load import Load
 
 pytestmark = pytest.mark.docker
-
-
-def _ready(client, name: str, n: int, timeout: float = 60):  # noqa: ANN001, ANN202
-    return wait_until(
-        lambda: (i := client.describe(name)).status == "Running" and i.running_instances == n
-        and len(i.instance_list) == n and i, timeout, f"{name} to run {n} instance(s)",
-    )
 
 
 def _containers(docker_client, server: EmbeddedServer, service: str, *, all_: bool = True) -> dict[str, dict]:  # noqa: ANN001
@@ -41,7 +34,7 @@ def test_deploy_scale_update_delete(docker_server, docker_client) -> None:  # no
     spec = docker_echo_spec("dk_life", APP_VERSION="1")
     spec["metadata"].update(cpu=0.5, memory=128)
     client.create(parse_spec(spec))
-    info = _ready(client, "dk_life", 1)
+    info = wait_running(client, "dk_life", 1)
     resp = _post(info, b"hello")
     assert resp.status_code == 200 and resp.json()["echo"] == "hello"
     assert resp.json()["instance"] == info.instance_list[0].id
@@ -58,7 +51,7 @@ def test_deploy_scale_update_delete(docker_server, docker_client) -> None:  # no
     wait_until(lambda: "listening on" in client.logs("dk_life"), 10, "container output in the instance log")
 
     client.scale("dk_life", 3)
-    info = _ready(client, "dk_life", 3)
+    info = wait_running(client, "dk_life", 3)
     assert len(_containers(docker_client, docker_server, "dk_life")) == 3
     seen = {_post(info).json()["instance"] for _ in range(30)}
     assert seen == {i.id for i in info.instance_list}, "round robin reaches every container"
@@ -113,7 +106,7 @@ def test_mounts_are_visible_inside_containers(docker_server, docker_client, s3_s
     ]
     client = docker_server.client
     client.create(parse_spec(spec))
-    _ready(client, "dk_mounts", 1)
+    wait_running(client, "dk_mounts", 1)
     (cid, _), = _containers(docker_client, docker_server, "dk_mounts").items()
     container = docker_client.containers.get(cid)
 
@@ -135,7 +128,7 @@ def test_mounts_are_visible_inside_containers(docker_server, docker_client, s3_s
 def test_bad_image_fails_clearly_and_changes_nothing_else(docker_server, docker_client) -> None:  # noqa: ANN001
     client = docker_server.client
     client.create(parse_spec(docker_echo_spec("dk_steady", instances=2)))
-    steady = _ready(client, "dk_steady", 2)
+    steady = wait_running(client, "dk_steady", 2)
     before = set(_containers(docker_client, docker_server, "dk_steady"))
     with Load(steady.endpoint, steady.token, threads=2) as load:
         bad = docker_echo_spec("dk_bad")
@@ -171,7 +164,7 @@ def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, 
     try:
         client = server.client
         client.create(parse_spec(docker_echo_spec("dk_adopt", instances=2)))
-        info = _ready(client, "dk_adopt", 2)
+        info = wait_running(client, "dk_adopt", 2)
         before = {i.id for i in info.instance_list}
         containers = set(_containers(docker_client, server, "dk_adopt", all_=False))
         assert len(containers) == 2
@@ -181,7 +174,7 @@ def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, 
             n = load.total
             wait_until(lambda: load.total > n + 100, 10, "serving without the control plane")
             server.start()
-            after = _ready(server.client, "dk_adopt", 2)
+            after = wait_running(server.client, "dk_adopt", 2)
         assert load.errors == 0, load.failures[:5]
         assert {i.id for i in after.instance_list} == before and all(i.restarts == 0 for i in after.instance_list)
         assert set(_containers(docker_client, server, "dk_adopt")) == containers, "same containers, re-adopted"
@@ -190,7 +183,7 @@ def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, 
         docker_client.api.kill(victim)
         wait_until(lambda: any(i.restarts for i in server.client.describe("dk_adopt").instance_list), 30,
                    "the killed container to be restarted")
-        _ready(server.client, "dk_adopt", 2)
+        wait_running(server.client, "dk_adopt", 2)
         server.client.scale("dk_adopt", 1)
         wait_until(lambda: len(_containers(docker_client, server, "dk_adopt")) == 1, 30, "scale in")
         server.stop()
@@ -213,7 +206,7 @@ def test_processor_in_model_server_image(docker_server, model_server_image, tmp_
         "storage": [{"mount_path": "/models", "local": {"path": str(models), "readOnly": True}}],
         "metadata": {"instance": 1, "memory": 512},
     }))
-    info = _ready(client, "dk_sklearn", 1, timeout=90)
+    info = wait_running(client, "dk_sklearn", 1, timeout=90)
     resp = _post(info, json.dumps({"instances": [[0.0], [3.0]]}).encode())
     assert resp.status_code == 200 and resp.json()["predictions"] == [0, 1], resp.text
     client.delete("dk_sklearn")

@@ -13,17 +13,8 @@ import requests
 
 from airflow_eas.errors import Conflict, InvalidSpec, NotFound
 from airflow_eas.spec import parse_spec
-from tests.conftest import echo_spec, wait_until
+from tests.conftest import echo_spec, wait_running, wait_until
 from tests.load import Load
-
-
-def _ready(client, name: str, instances: int | None = None):  # noqa: ANN001, ANN202
-    def check():  # noqa: ANN202
-        info = client.describe(name)
-        want = info.instances if instances is None else instances
-        return info if info.status == "Running" and info.running_instances == want else None
-
-    return wait_until(check, 30, f"{name} to run")
 
 
 def _post(url: str, token: str | None, body: bytes = b"{}") -> requests.Response:
@@ -35,12 +26,12 @@ def test_create_invoke_scale_stop_start_delete(eas_server) -> None:  # noqa: ANN
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("life", instances=1)))
     assert info.status == "Creating"
-    _ready(client, "life")
+    wait_running(client, "life")
     resp = _post(info.endpoint, info.token, b"hello")
     assert resp.status_code == 200 and resp.json()["echo"] == "hello"
 
     client.scale("life", 3)
-    info = _ready(client, "life", 3)
+    info = wait_running(client, "life", 3)
     seen = {_post(info.endpoint, info.token).json()["instance"] for _ in range(30)}
     assert seen == {i.id for i in info.instance_list}, "round robin reaches every instance"
 
@@ -53,7 +44,7 @@ def test_create_invoke_scale_stop_start_delete(eas_server) -> None:  # noqa: ANN
     assert _post(info.endpoint, info.token).status_code == 503
 
     client.start("life")
-    _ready(client, "life", 1)
+    wait_running(client, "life", 1)
     assert _post(info.endpoint, info.token).status_code == 200
 
     client.delete("life")
@@ -68,7 +59,7 @@ def test_create_invoke_scale_stop_start_delete(eas_server) -> None:  # noqa: ANN
 def test_wrong_or_missing_token_is_401(eas_server) -> None:  # noqa: ANN001
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("authz")))
-    _ready(client, "authz")
+    wait_running(client, "authz")
     assert _post(info.endpoint, None).status_code == 401
     assert _post(info.endpoint, "not-the-token").status_code == 401
     assert _post(info.endpoint, info.token + "x").status_code == 401
@@ -108,8 +99,8 @@ def test_group_split_follows_weights(eas_server) -> None:  # noqa: ANN001
     client = eas_server.client
     client.create(parse_spec(echo_spec("split_a", group="split", APP_VERSION="a")))
     client.create(parse_spec(echo_spec("split_b", instances=2, group="split", APP_VERSION="b")))
-    _ready(client, "split_a")
-    _ready(client, "split_b")
+    wait_running(client, "split_a")
+    wait_running(client, "split_b")
     group = client.describe_group("split")
     assert {m.service: m.weight for m in group.members} == {"split_a": 0, "split_b": 0}, "new members get 0"
     client.set_traffic("split", {"split_a": 80, "split_b": 20})
@@ -133,8 +124,8 @@ def test_weight_changes_under_load_lose_nothing(eas_server) -> None:  # noqa: AN
     client = eas_server.client
     client.create(parse_spec(echo_spec("shift_a", group="shift", APP_VERSION="a")))
     client.create(parse_spec(echo_spec("shift_b", group="shift", APP_VERSION="b")))
-    _ready(client, "shift_a")
-    _ready(client, "shift_b")
+    wait_running(client, "shift_a")
+    wait_running(client, "shift_b")
     group = client.set_traffic("shift", {"shift_a": 100})
     with Load(group.endpoint, group.token, threads=4) as load:
         for a, b in [(90, 10), (50, 50), (10, 90), (0, 100), (100, 0), (30, 70)]:
@@ -147,7 +138,7 @@ def test_weight_changes_under_load_lose_nothing(eas_server) -> None:  # noqa: AN
 def test_kill_9_of_an_instance_under_load_costs_clients_nothing(eas_server) -> None:  # noqa: ANN001
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("sturdy", instances=2)))
-    info = _ready(client, "sturdy", 2)
+    info = wait_running(client, "sturdy", 2)
     victim = info.instance_list[0]
     with Load(info.endpoint, info.token, threads=4) as load:
         wait_until(lambda: load.total > 200, 10, "traffic")
@@ -157,7 +148,7 @@ def test_kill_9_of_an_instance_under_load_costs_clients_nothing(eas_server) -> N
     assert load.errors == 0, load.failures[:5]
 
     def restarted():  # noqa: ANN202
-        info = _ready(client, "sturdy", 2)
+        info = wait_running(client, "sturdy", 2)
         return any(x.id == victim.id and x.restarts == 1 for x in info.instance_list) and info
 
     info = wait_until(restarted, 30, "the killed instance to be restarted")
@@ -168,7 +159,7 @@ def test_kill_9_of_an_instance_under_load_costs_clients_nothing(eas_server) -> N
 def test_rolling_update_under_load(eas_server) -> None:  # noqa: ANN001
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("roll", instances=2, APP_VERSION="1")))
-    info = _ready(client, "roll", 2)
+    info = wait_running(client, "roll", 2)
     with Load(info.endpoint, info.token, threads=4) as load:
         wait_until(lambda: load.total > 100, 10, "traffic")
         client.modify(parse_spec(echo_spec("roll", instances=2, APP_VERSION="2")))
@@ -197,7 +188,7 @@ def test_service_that_cannot_start_is_failed_with_reason(eas_server) -> None:  #
 def test_failed_update_keeps_the_old_version_serving(eas_server) -> None:  # noqa: ANN001
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("keep", APP_VERSION="1")))
-    _ready(client, "keep")
+    wait_running(client, "keep")
     with Load(info.endpoint, info.token, threads=2) as load:
         client.modify(parse_spec(echo_spec("keep", APP_VERSION="2", EXIT_CODE=1)))
         wait_until(lambda: client.describe("keep").status == "Failed", 30, "Failed")
@@ -209,7 +200,7 @@ def test_failed_update_keeps_the_old_version_serving(eas_server) -> None:  # noq
 def test_metrics_and_prometheus(eas_server) -> None:  # noqa: ANN001
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("measured", FAIL_RATE="0.25", SLOW_MS="5")))
-    _ready(client, "measured")
+    wait_running(client, "measured")
     codes = Counter(_post(info.endpoint, info.token).status_code for _ in range(200))
     m = wait_until(lambda: (m := client.metrics("measured", 60)).requests >= 200 and m, 10, "metrics")
     assert m.requests == 200

@@ -13,7 +13,7 @@ import pytest
 from airflow_eas.errors import PlatformUnavailable
 from airflow_eas.server.embedded import EmbeddedServer, free_port
 from airflow_eas.spec import parse_spec
-from tests.conftest import echo_spec, wait_until
+from tests.conftest import echo_spec, wait_running, wait_until
 from tests.load import Load
 from tests.server.test_platform import _pid_listening
 
@@ -26,18 +26,12 @@ def own_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
     server.stop()
 
 
-def _running(client, name: str, n: int):  # noqa: ANN001, ANN202
-    return wait_until(
-        lambda: (i := client.describe(name)).status == "Running" and i.running_instances == n and i, 30, name
-    )
-
-
 def test_kill_9_of_the_server_loses_nothing(own_server: EmbeddedServer) -> None:
     client = own_server.client
     client.create(parse_spec(echo_spec("steady", instances=2, group="grp")))
     client.create(parse_spec(echo_spec("spare", instances=1, group="grp")))
-    before = _running(client, "steady", 2)
-    _running(client, "spare", 1)
+    before = wait_running(client, "steady", 2)
+    wait_running(client, "spare", 1)
     group = client.set_traffic("grp", {"steady": 70, "spare": 30})
 
     with Load(group.endpoint, group.token, threads=4) as load:
@@ -47,7 +41,7 @@ def test_kill_9_of_the_server_loses_nothing(own_server: EmbeddedServer) -> None:
         wait_until(lambda: load.total > n + 500, 10, "the gateway to serve without its control plane")
         own_server.start()
         client = own_server.client
-        after = _running(client, "steady", 2)
+        after = wait_running(client, "steady", 2)
         n = load.total
         wait_until(lambda: load.total > n + 200, 10, "traffic after the restart")
     assert load.errors == 0, load.failures[:5]
@@ -65,13 +59,13 @@ def test_kill_9_of_the_server_loses_nothing(own_server: EmbeddedServer) -> None:
 def test_instances_that_died_while_the_server_was_down_come_back(own_server: EmbeddedServer) -> None:
     client = own_server.client
     info = client.create(parse_spec(echo_spec("phoenix", instances=1)))
-    info = _running(client, "phoenix", 1)
+    info = wait_running(client, "phoenix", 1)
     own_server.kill()
     os.kill(_pid_listening(info.instance_list[0].address), signal.SIGKILL)
     time.sleep(0.2)
     own_server.start()
     client = own_server.client
-    info = _running(client, "phoenix", 1)
+    info = wait_running(client, "phoenix", 1)
     status, body = client.invoke("phoenix", "{}")
     assert status == 200
 
@@ -79,7 +73,7 @@ def test_instances_that_died_while_the_server_was_down_come_back(own_server: Emb
 def test_gateway_killed_is_started_again_from_the_store(own_server: EmbeddedServer) -> None:
     client = own_server.client
     info = client.create(parse_spec(echo_spec("guarded", instances=1)))
-    _running(client, "guarded", 1)
+    wait_running(client, "guarded", 1)
     master = int((own_server.data_dir / "gateway" / "haproxy.pid").read_text().split()[0])
     os.killpg(os.getpgid(master), signal.SIGKILL)  # master and worker at once
 

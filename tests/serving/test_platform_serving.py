@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import requests
 
 from airflow_eas.spec import parse_spec
+from tests.conftest import wait_running, wait_until
 
 
 def test_sklearn_processor_through_the_gateway(eas_server, sklearn_model, tmp_path) -> None:  # noqa: ANN001
@@ -23,14 +23,7 @@ def test_sklearn_processor_through_the_gateway(eas_server, sklearn_model, tmp_pa
     client = eas_server.client
     info = client.create(parse_spec(spec))
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            info = client.describe("iris_sk")
-            if info.status == "Running" and info.running_instances == 1:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"iris_sk not running: {info}")
+        info = wait_running(client, "iris_sk", 1)
         rows = {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
         resp = requests.post(
             info.endpoint, data=json.dumps(rows), headers={"Authorization": info.token}, timeout=10
@@ -44,13 +37,7 @@ def test_sklearn_processor_through_the_gateway(eas_server, sklearn_model, tmp_pa
 
 
 def _failed(client, name: str):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        info = client.describe(name)
-        if info.status == "Failed":
-            return info
-        time.sleep(0.1)
-    raise AssertionError(f"{name} never failed: {info}")
+    return wait_until(lambda: (i := client.describe(name)).status == "Failed" and i, 60, f"{name} to fail")
 
 
 def test_corrupt_model_fails_the_service_with_a_clear_event_and_no_traffic(eas_server, tmp_path) -> None:  # noqa: ANN001
