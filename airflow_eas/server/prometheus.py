@@ -37,8 +37,8 @@ def render_prometheus(cp: ControlPlane) -> str:
         mine = [i for i in instances if i.service == svc.name]
         lbl = _labels(service=svc.name)
         requests, errors = cp.metrics.totals.get(svc.name, [0, 0])
-        out.append(f"eas_requests_total{lbl} {requests}")
-        out.append(f"eas_errors_total{lbl} {errors}")
+        out.append(f"eas_requests_total{lbl} {round(requests)}")  # sampled lines weigh fractions
+        out.append(f"eas_errors_total{lbl} {round(errors)}")
         window = cp.metrics.window(svc.name, WINDOW_SECONDS)
         for q, value in (("0.5", window.p50_ms), ("0.95", window.p95_ms), ("0.99", window.p99_ms)):
             if value is not None:

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,6 @@ class InstanceRow:
     ready_at: float | None
     state_since: float
     restart_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Store:

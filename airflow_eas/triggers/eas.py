@@ -74,21 +74,10 @@ def check_metrics(
 
 def verdict_event(service: str, verdict: Verdict) -> dict[str, Any] | None:
     """The trigger event for a final verdict; ``None`` for Inconclusive / Error (keep measuring)."""
-    if verdict.result == SUCCESSFUL:
-        return {
-            "status": SUCCESS,
-            "service": service,
-            "message": verdict.message,
-            "verdict": verdict.to_dict(),
-        }
-    if verdict.result == FAILED:
-        return {
-            "status": FAILURE,
-            "service": service,
-            "message": verdict.message,
-            "verdict": verdict.to_dict(),
-        }
-    return None
+    status = {SUCCESSFUL: SUCCESS, FAILED: FAILURE}.get(verdict.result)
+    if status is None:
+        return None
+    return {"status": status, "service": service, "message": verdict.message, "verdict": verdict.to_dict()}
 
 
 # Airflow 3.3 may fail a deferred task whose trigger fires within about `[workers] min_heartbeat_interval`

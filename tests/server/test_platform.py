@@ -209,8 +209,8 @@ def test_metrics_and_prometheus(eas_server) -> None:  # noqa: ANN001
     assert m.p50_ms is not None and m.p50_ms >= 5 and m.p99_ms >= m.p50_ms
     text = requests.get(f"{eas_server.endpoint}/metrics", timeout=5,
                         headers={"Authorization": f"Bearer {eas_server.token}"}).text
-    assert 'eas_requests_total{service="measured"} 200' in text
-    assert f'eas_errors_total{{service="measured"}} {codes[500]}' in text
+    assert 'eas_requests_total{service="measured"} 200\n' in text
+    assert f'eas_errors_total{{service="measured"}} {codes[500]}\n' in text
     client.delete("measured")
 
 
