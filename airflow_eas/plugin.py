@@ -71,7 +71,7 @@ def create_app() -> FastAPI:
         try:
             platform = EasHook(conn_id).get_platform()
             services = platform.list()
-            groups = platform.list_groups() if hasattr(platform, "list_groups") else []
+            groups = platform.list_groups()
         except EasError as exc:
             return _page("EAS", f"<p>Cannot reach the platform of {esc(conn_id)}: {esc(exc.message)}</p>")
         group_rows = [

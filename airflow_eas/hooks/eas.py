@@ -138,8 +138,7 @@ class EasHook(BaseHook):
         try:
             platform = self.get_platform()
             services = platform.list()
-            gateway = getattr(platform, "gateway", None)
+            gateway = platform.gateway_url()
         except EasError as exc:
             return False, exc.message
-        where = f"; gateway {gateway}" if gateway else ""
-        return True, f"connected to {self.endpoint}: {len(services)} services{where}"
+        return True, f"connected to {self.endpoint}: {len(services)} services; gateway {gateway}"

@@ -147,7 +147,8 @@ class EasDeployServiceOperator(EasBaseOperator):
             raise InvalidSpec("deploy: give group (deploy to its idle member) or service_name")
 
         spec = self.build_spec(name, group, context)
-        info = self._create_or_update(platform, spec)
+        self.log.info("Deploying %s (create, or a rolling update when it exists)", spec.name)
+        info = platform.deploy(spec)
         persist_service_links(context, self, self.hook, info.name, info.endpoint)
         self.log.info(
             "Deployed %s (version %s, %s) into group %s; live member before: %s",
@@ -179,20 +180,6 @@ class EasDeployServiceOperator(EasBaseOperator):
         if model_path:
             data["model_path"] = model_path
         return parse_spec(data)
-
-    def _create_or_update(self, platform: Platform, spec: ServiceSpec):  # noqa: ANN202
-        try:
-            current = platform.describe(spec.name)
-        except NotFound:
-            self.log.info("Creating %s", spec.name)
-            return platform.create(spec)
-        # Same name -> update (a retried deploy never makes a second service; an unchanged spec is a no-op).
-        self.log.info("Updating %s (was version %s, %s)", spec.name, current.version, current.status)
-        info = platform.modify(spec)
-        if current.instances == 0 and spec.metadata.instance > 0:
-            self.log.info("%s was scaled down: starting it", spec.name)
-            info = platform.start(spec.name)
-        return info
 
 
 def _asset_event_extra(context: Any) -> dict[str, Any]:

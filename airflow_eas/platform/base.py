@@ -148,14 +148,21 @@ class Platform(ABC):
         """Replace a service's spec; a rolling update where the platform supports it."""
 
     def deploy(self, spec: ServiceSpec) -> ServiceInfo:
-        """Create the service, or update it when it exists already."""
+        """Create the service, or update it when it exists (the one create-or-update path).
+
+        Retry-safe: a name never makes a second service. A service that was scaled to zero or
+        stopped is started again when the new spec wants instances.
+        """
         from airflow_eas.errors import NotFound
 
         try:
-            self.describe(spec.name)
+            current = self.describe(spec.name)
         except NotFound:
             return self.create(spec)
-        return self.modify(spec)
+        info = self.modify(spec)
+        if current.instances == 0 and spec.metadata.instance > 0:
+            info = self.start(spec.name)
+        return info
 
     @abstractmethod
     def describe(self, name: str) -> ServiceInfo: ...
@@ -179,6 +186,9 @@ class Platform(ABC):
     def describe_group(self, group: str) -> GroupInfo: ...
 
     @abstractmethod
+    def list_groups(self) -> list[GroupInfo]: ...
+
+    @abstractmethod
     def set_traffic(self, group: str, weights: dict[str, int]) -> GroupInfo:
         """Set member weights (0-100 each); members not named keep theirs."""
 
@@ -187,6 +197,10 @@ class Platform(ABC):
 
     @abstractmethod
     def logs(self, name: str, lines: int = 100) -> str: ...
+
+    @abstractmethod
+    def gateway_url(self) -> str:
+        """The data plane's base URL (``<gateway>/api/predict/<name>`` serves a service or group)."""
 
     @abstractmethod
     def invoke(self, name: str, data: bytes | str, *, timeout: float = 30.0) -> tuple[int, bytes]:

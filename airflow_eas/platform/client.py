@@ -139,8 +139,7 @@ class EasClient(Platform):
 
     # -- data plane ------------------------------------------------------------------------
 
-    @property
-    def gateway(self) -> str:
+    def gateway_url(self) -> str:
         if self._gateway is None:
             self._gateway = self._call("GET", "/api/v2/info")["gateway"]
         return self._gateway
@@ -150,13 +149,13 @@ class EasClient(Platform):
         payload = data.encode() if isinstance(data, str) else data
         try:
             resp = requests.post(
-                f"{self.gateway}/api/predict/{name}",
+                f"{self.gateway_url()}/api/predict/{name}",
                 data=payload,
                 headers={"Authorization": token},
                 timeout=timeout,
             )
         except requests.RequestException as exc:
-            raise PlatformUnavailable(f"cannot reach the gateway at {self.gateway}: {_reason(exc)}") from None
+            raise PlatformUnavailable(f"cannot reach the gateway at {self.gateway_url()}: {_reason(exc)}") from None
         return resp.status_code, resp.content
 
     def _token_of(self, name: str) -> str:

@@ -63,7 +63,7 @@ class EmbeddedServer:
                 raise EasError(f"eas server exited with code {self.process.returncode}: {self.log_tail()}")
             try:
                 if (self.data_dir / "admin_token").exists():
-                    EasClient(self.endpoint, self.token, timeout=2).gateway  # noqa: B018 - a readiness call
+                    EasClient(self.endpoint, self.token, timeout=2).gateway_url()  # a readiness call
                     return self
             except PlatformUnavailable:
                 pass

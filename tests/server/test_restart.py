@@ -84,7 +84,7 @@ def test_gateway_killed_is_started_again_from_the_store(own_server: EmbeddedServ
             return False
 
     wait_until(serves, 20, "the gateway to come back")
-    assert client.gateway  # the control plane never went away
+    assert client.gateway_url()  # the control plane never went away
     status, _ = client.invoke("guarded", "{}")
     assert status == 200
     assert info.token  # same token: routes and tokens came back from the store
