@@ -23,10 +23,9 @@ def _client(args: argparse.Namespace) -> EasClient:
     endpoint = args.endpoint or os.environ.get("EAS_ENDPOINT", "")
     token = args.token or os.environ.get("EAS_TOKEN", "")
     if not endpoint:
-        raise EasError("no endpoint: pass --endpoint URL or set EAS_ENDPOINT", status=400)
+        raise InvalidSpec("no endpoint: pass --endpoint URL or set EAS_ENDPOINT")
     if not token:
-        raise EasError("no token: pass --token T or set EAS_TOKEN (the server writes DATA_DIR/admin_token)",
-                       status=400)
+        raise InvalidSpec("no token: pass --token T or set EAS_TOKEN (the server writes DATA_DIR/admin_token)")
     return EasClient(endpoint, token)
 
 

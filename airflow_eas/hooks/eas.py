@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_eas.errors import EasError
+from airflow_eas.errors import EasError, InvalidSpec
 from airflow_eas.platform.base import Platform
 from airflow_eas.platform.client import EasClient
 
@@ -87,7 +87,7 @@ class EasHook(BaseHook):
         """The control plane's base URL, e.g. ``http://127.0.0.1:8600``."""
         conn = self.connection
         if not conn.host:
-            raise EasError(f"connection {self.eas_conn_id!r} has no host", status=400)
+            raise InvalidSpec(f"connection {self.eas_conn_id!r} has no host")
         host = conn.host
         if "://" in host:
             base = host.rstrip("/")
@@ -110,16 +110,15 @@ class EasHook(BaseHook):
             return EasClient(self.endpoint, self.connection.password or "", timeout=timeout)
         if conn_type == "kubernetes":
             return self._kubernetes_platform()
-        raise EasError(
-            f"connection {self.eas_conn_id!r} has type {conn_type!r}; EasHook needs 'eas' or 'kubernetes'",
-            status=400,
+        raise InvalidSpec(
+            f"connection {self.eas_conn_id!r} has type {conn_type!r}; EasHook needs 'eas' or 'kubernetes'"
         )
 
     def _kubernetes_platform(self) -> Platform:
         try:
             from airflow_eas.platform.kubernetes import KubernetesPlatform  # type: ignore[import-not-found]
         except ImportError:
-            raise EasError(
+            raise InvalidSpec(
                 f"connection {self.eas_conn_id!r} is of type 'kubernetes', but the Kubernetes platform "
                 "is not implemented yet; use an 'eas' connection to an eas server",
                 status=501,

@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from airflow_eas.errors import EasError, PlatformUnavailable
+from airflow_eas.errors import EasError, InvalidSpec, PlatformUnavailable
 from airflow_eas.platform.base import GroupInfo, Lease, Metrics, Platform, ServiceInfo
 from airflow_eas.spec import ServiceSpec
 
@@ -48,7 +48,7 @@ class EasClient(Platform):
 
     def __init__(self, endpoint: str, token: str, *, timeout: float = 30.0) -> None:
         if not endpoint:
-            raise EasError("no endpoint: pass --endpoint or set EAS_ENDPOINT", status=400)
+            raise InvalidSpec("no endpoint: pass --endpoint or set EAS_ENDPOINT")
         if "://" not in endpoint:
             endpoint = f"http://{endpoint}"
         self.endpoint = endpoint.rstrip("/")

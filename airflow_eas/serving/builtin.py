@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from airflow_eas.serving.processor import BaseProcessor, StartupError
+from airflow_eas.errors import BadRequest, StartupError
+from airflow_eas.serving.processor import BaseProcessor
 from airflow_eas.serving.storage import find_model_file
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -38,10 +39,6 @@ _ARGMAX_CLASSIFIERS = frozenset(
         "MLPClassifier",
     }
 )
-
-
-class BadRequest(Exception):
-    """The request body is not something the model can answer (400)."""
 
 
 def missing_extra(processor: str, module: str, extra: str, exc: BaseException) -> StartupError:
