@@ -12,9 +12,9 @@ and ``{{ cyctime }}`` (the scheduled time, ``yyyymmddHHMMSS``), in the DAG's tim
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
@@ -23,7 +23,7 @@ import pendulum
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_eas.errors import Conflict, DeployFailed, EasError, InvalidSpec, NotFound, Unauthorized
+from airflow_eas.errors import EasError
 from airflow_eas.hooks.eas import EasHook
 from airflow_eas.platform.base import Platform
 from airflow_eas.triggers.eas import MIN_DEFER_SECONDS
@@ -43,10 +43,6 @@ def wait_or_defer(operator: BaseOperator, seconds: float, *, deferrable: bool, m
 
     operator.defer(trigger=DateTimeTrigger(moment=pendulum.now("UTC").add(seconds=seconds)), method_name=method_name)
     return False  # unreachable: defer raises
-
-
-# Errors a retry cannot fix: fail the task at once instead of burning retries.
-PERMANENT_ERRORS: tuple[type[EasError], ...] = (InvalidSpec, Unauthorized, DeployFailed, NotFound, Conflict)
 
 
 def eas_template_fields(*fields: str) -> tuple[str, ...]:
@@ -74,13 +70,27 @@ def dataworks_params(context: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-@contextmanager
-def fail_fast_on_permanent_errors() -> Iterator[None]:
-    """Turn errors a retry cannot fix into ``AirflowFailException`` (no retries); others retry."""
-    try:
-        yield
-    except PERMANENT_ERRORS as exc:
-        raise AirflowFailException(f"{exc.__class__.__name__}: {exc.message}") from exc
+def apply_retry_policy(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a task method: an :class:`EasError` a retry cannot fix (``retryable`` False) fails the
+    task at once (``AirflowFailException``, no retries); any other error leaves Airflow to retry."""
+    if getattr(func, _POLICY_APPLIED, False):
+        return func
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EasError as exc:
+            if exc.retryable:
+                raise
+            raise AirflowFailException(f"{exc.__class__.__name__}: {exc.message}") from exc
+
+    setattr(wrapper, _POLICY_APPLIED, True)
+    return wrapper
+
+
+_POLICY_APPLIED = "_eas_retry_policy"
+_TASK_METHODS = ("execute", "execute_complete")
 
 
 class EasHookMixin:
@@ -91,6 +101,14 @@ class EasHookMixin:
 
     hook_class: ClassVar[type[EasHook]] = EasHook
     eas_conn_id: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every subclass's task methods get the retry policy, so no operator or sensor can forget it.
+        super().__init_subclass__(**kwargs)
+        for name in _TASK_METHODS:
+            method = cls.__dict__.get(name)
+            if callable(method):
+                setattr(cls, name, apply_retry_policy(method))
 
     @cached_property
     def hook(self) -> EasHook:

@@ -187,7 +187,9 @@ def test_templated_spec_renders_bizdate_cyctime_and_params() -> None:
     op.render_template_fields(context)
     assert op.spec["model_path"] == "file:///m/20261124/v7/model.joblib"
     assert op.model_path == ""
-    spec = op.build_spec("fraud_blue", "fraud", {})
+    from airflow_eas.rollout import DeployTarget, member_spec
+
+    spec = member_spec(op.spec, DeployTarget("fraud_blue", "fraud"), model_path=op.model_path)
     assert spec.group == "fraud" and spec.name == "fraud_blue"
 
 
