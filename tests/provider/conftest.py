@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import FakePlatform
+
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-eas-test-"))
 DAGS_FOLDER = AIRFLOW_HOME / "dags"
 DAGS_FOLDER.mkdir()
@@ -122,3 +124,28 @@ def task_start(run, task_id: str) -> float:  # noqa: ANN001
             session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id).one()
         )
         return ti.start_date.timestamp()
+
+
+@pytest.fixture
+def fake_platform(monkeypatch: pytest.MonkeyPatch) -> FakePlatform:
+    """Every EAS operator and sensor built in the test talks to one in-memory platform."""
+    from airflow_eas.hooks.eas import EasHook
+
+    platform = FakePlatform()
+    monkeypatch.setattr(EasHook, "get_platform", lambda _: platform)
+    return platform
+
+
+class RecordingTaskInstance:
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def task_context(**extra: Any) -> dict[str, Any]:
+    """What ``execute`` needs of an Airflow context, for operators run outside a DAG run."""
+    from types import SimpleNamespace
+
+    return {"ti": RecordingTaskInstance(), "dag": SimpleNamespace(dag_id="dag"), "run_id": "run", **extra}

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_eas.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Thresholds, evaluate
 from airflow_eas.errors import EasError, InvalidSpec
-from airflow_eas.platform.base import GroupInfo, GroupMember, Metrics
+from airflow_eas.platform.base import Metrics
 from tests.provider.conftest import echo_service, rollout_plan
 
 
@@ -53,25 +53,6 @@ def test_thresholds_are_validated() -> None:
         Thresholds(min_requests=0)
     with pytest.raises(InvalidSpec, match="unknown"):
         Thresholds.from_dict({"max_error": 1})
-
-
-# -- group helpers ----------------------------------------------------------------------------
-
-
-def test_idle_member_and_weight_split() -> None:
-    from airflow_eas.operators.eas import pick_idle_member, shift_weights
-
-    empty = GroupInfo("g", "", "", [])
-    assert pick_idle_member("g", empty) == "g_blue"
-    one = GroupInfo("g", "", "", [GroupMember("g_blue", 0)])
-    assert pick_idle_member("g", one) == "g_blue"  # a retried first deploy picks the same member
-    live_blue = GroupInfo("g", "", "", [GroupMember("g_blue", 100), GroupMember("g_green", 0)])
-    assert pick_idle_member("g", live_blue) == "g_green"
-    both = GroupInfo("g", "", "", [GroupMember("g_blue", 50), GroupMember("g_green", 50)])
-    with pytest.raises(EasError, match="both"):
-        pick_idle_member("g", both)
-    assert shift_weights(live_blue, "g_green", 10) == {"g_green": 10, "g_blue": 90}
-    assert shift_weights(empty, "g_blue", 10) == {"g_blue": 100}  # first member: all traffic
 
 
 # -- plans and the DAG --------------------------------------------------------------------------

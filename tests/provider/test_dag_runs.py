@@ -1,0 +1,190 @@
+"""Rollouts end to end: real Airflow (SQLite, dag.test()), real eas server + HAProxy, client traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pendulum
+import pytest
+
+from airflow_eas.demo import TrafficDriver
+from airflow_eas.spec import parse_spec
+from tests.conftest import wait_until
+from tests.provider.conftest import (
+    echo_service,
+    rollout_plan,
+    run_plan,
+    task_states,
+)
+
+pytestmark = pytest.mark.airflow
+
+
+def seed_group(client: Any, group: str) -> str:
+    """Version 1 of ``group`` as ``<group>_blue`` with all traffic (what an earlier release left)."""
+    spec = {**echo_service(APP_VERSION="1"), "name": f"{group}_blue"}
+    spec["metadata"] = {"instance": 1, "group": group}
+    client.create(parse_spec(spec))
+    wait_until(lambda: client.describe(f"{group}_blue").ready, 30, "version 1 ready")
+    client.set_traffic(group, {f"{group}_blue": 100})
+    return f"{group}_blue"
+
+
+def traffic_to(server: Any, group: str, rps: float = 30) -> TrafficDriver:
+    token = server.client.describe_group(group).token
+    driver = TrafficDriver(
+        f"{server.gateway}/api/predict/{group}", token, b'{"instances": [[1, 2]]}', rps=rps
+    )
+    return driver.start()
+
+
+def weights(client: Any, group: str) -> dict[str, int]:
+    return {m.service: m.weight for m in client.describe_group(group).members}
+
+
+def test_good_version_is_promoted_without_client_errors(eas_conn, airflow_db) -> None:
+    client, group = eas_conn.client, "good"
+    seed_group(client, group)
+    traffic = traffic_to(eas_conn, group)
+    time.sleep(1)
+    plan = rollout_plan(
+        "good_release",
+        group,
+        service=echo_service(
+            APP_VERSION="{{ params.version }}", BIZDATE="{{ bizdate }}", CYCTIME="{{ cyctime }}"
+        ),
+        schedule={"cron": "0 2 * * *", "timezone": "Asia/Shanghai", "start_date": "2026-11-01"},
+    )
+    # The 2026-11-25 02:00 (Shanghai) run: logical date 2026-11-24 18:00 UTC.
+    run = run_plan(plan, {"version": "2"}, logical_date=pendulum.datetime(2026, 11, 24, 18, tz="UTC"))
+    time.sleep(1)
+    traffic.stop()
+
+    states = task_states(run)
+    assert run.state == "success", states
+    assert states["rollback"] == "skipped" and states["promote"] == "success"
+    assert weights(client, group) == {"good_blue": 0, "good_green": 100}
+    assert traffic.failures_at == [], "client errors while the rollout ran"
+    assert traffic.answers["version 2"] > 0 and traffic.answers["version 1"] > 0
+    env = {e["name"]: e["value"] for e in client.describe("good_green").spec["containers"][0]["env"]}
+    assert env == {"APP_VERSION": "2", "BIZDATE": "20261124", "CYCTIME": "20261125020000"}
+    # The old member is scaled down after the delay; the lease is free again.
+    wait_until(lambda: client.describe("good_blue").status == "Stopped", 20, "old member stopped")
+    client.acquire_lease(group, "someone-else", 5)
+    client.release_lease(group, "someone-else")
+    assert traffic.errors == 0
+
+
+def test_bad_version_is_rolled_back_and_the_run_fails(eas_conn, airflow_db) -> None:
+    client, group = eas_conn.client, "bad"
+    seed_group(client, group)
+    traffic = traffic_to(eas_conn, group)
+    time.sleep(1)
+    plan = rollout_plan("bad_release", group, service=echo_service(APP_VERSION="2", FAIL_RATE="0.2"))
+    run = run_plan(plan)
+    traffic.stop()
+
+    states = task_states(run)
+    assert run.state == "failed", states
+    # 20% of answers are 5xx: the warm-up or the first analysis catches it, whichever sees it first
+    assert states["warm_up"] == "failed" or states["analysis_50"] == "failed", states
+    assert states["rollback"] == "success" and states["rollout_failed"] == "failed"
+    assert states["promote"] == "upstream_failed" and states["shift_to_100"] == "upstream_failed"
+    assert weights(client, group) == {"bad_blue": 100, "bad_green": 0}
+    wait_until(lambda: client.describe("bad_green").status == "Stopped", 20, "bad member stopped")
+    assert traffic.answers["version 1"] > 0
+
+
+def test_version_that_cannot_start_never_receives_traffic(eas_conn, airflow_db) -> None:
+    client, group = eas_conn.client, "broken"
+    seed_group(client, group)
+    traffic = traffic_to(eas_conn, group)
+    plan = rollout_plan("broken_release", group, service=echo_service(APP_VERSION="2", EXIT_CODE="3"))
+    run = run_plan(plan)
+    traffic.stop()
+
+    states = task_states(run)
+    assert run.state == "failed", states
+    assert states["wait_ready"] == "failed"
+    assert states["shift_to_50"] == "upstream_failed"
+    assert weights(client, group) == {"broken_blue": 100, "broken_green": 0}
+    assert "version 2" not in traffic.answers
+    assert traffic.failures_at == []
+    assert set(traffic.answers) == {"version 1"}
+
+
+def test_first_run_on_an_empty_group_gives_the_member_all_traffic(eas_conn, airflow_db) -> None:
+    client, group = eas_conn.client, "fresh"
+    plan = rollout_plan("fresh_release", group, strategy="blue_green", steps=None)
+    plan["analysis"]["min_requests"] = 1
+    plan["warmup"]["count"] = 10  # the warm-up requests are the first member's only traffic
+    plan["analysis"]["window_seconds"] = 30
+    run = run_plan(plan, {"version": "1"})
+    assert run.state == "success", task_states(run)
+    assert weights(client, group) == {"fresh_blue": 100}
+
+
+def test_the_lease_blocks_a_second_rollout(eas_conn, airflow_db) -> None:
+    client, group = eas_conn.client, "leased"
+    seed_group(client, group)
+    client.acquire_lease(group, "other_dag/run_1", 120)
+    try:
+        run = run_plan(rollout_plan("leased_release", group))
+        states = task_states(run)
+        assert run.state == "failed", states
+        assert states["acquire_lease"] == "failed" and states["deploy"] == "upstream_failed"
+        # Nothing of this run touched the group: no rollback, and the lease is not ours to release.
+        assert states["rollback"] in ("skipped", "upstream_failed")
+        assert states["release_lease"] in ("skipped", "upstream_failed")
+        assert [s.name for s in client.list() if s.group == group] == ["leased_blue"]
+        with pytest.raises(Exception, match="leased by"):  # still the other holder's
+            client.acquire_lease(group, "third", 5)
+    finally:
+        client.release_lease(group, "other_dag/run_1")
+
+
+def test_a_retried_deploy_makes_no_second_service(eas_conn, airflow_db) -> None:
+    from airflow_eas.operators.eas import EasDeployServiceOperator
+
+    client, group = eas_conn.client, "retry"
+    seed_group(client, group)
+    op = EasDeployServiceOperator(task_id="deploy", group=group, spec=echo_service(APP_VERSION="2"))
+
+    class TI:
+        def xcom_push(self, key: str, value: Any) -> None:
+            pass
+
+    first = op.execute({"ti": TI()})
+    second = op.execute({"ti": TI()})  # the retry
+    assert first["service"] == second["service"] == "retry_green"
+    assert first["previous"] == "retry_blue"
+    assert second["version"] == first["version"]  # same spec: nothing rolled
+    assert sorted(s.name for s in client.list() if s.group == group) == ["retry_blue", "retry_green"]
+
+
+def test_triggers_run_against_the_platform(eas_conn, airflow_db) -> None:
+    from airflow_eas.triggers.eas import EasMetricsTrigger, EasServiceReadyTrigger
+
+    client, group = eas_conn.client, "trig"
+    blue = seed_group(client, group)
+
+    async def first(trigger) -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    ready = asyncio.run(
+        first(EasServiceReadyTrigger(service=blue, eas_conn_id="eas_default", poll_interval=0.2))
+    )
+    assert ready["status"] == "success" and ready["service"] == blue
+    json.dumps(ready)
+    # No traffic: inconclusive until the deadline, never a pass.
+    quiet = EasMetricsTrigger(
+        service=blue, thresholds={"window_seconds": 5, "min_requests": 1000}, eas_conn_id="eas_default",
+        poll_interval=0.2, deadline=time.time() + 1.5,
+    )  # fmt: skip
+    event = asyncio.run(first(quiet))
+    assert event["status"] == "timeout" and "Inconclusive" in event["message"]
