@@ -24,190 +24,18 @@ scheduled day) and ``{{ cyctime }}`` (``yyyymmddHHMMSS``), in the schedule's tim
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pendulum
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from airflow_eas.analysis import Thresholds
-from airflow_eas.errors import InvalidSpec
-from airflow_eas.spec import check_name, parse_spec
+from airflow_eas.plan import RolloutPlan, load_plan
 
-DEFAULT_CANARY_STEPS = [10, 50, 100]
+__all__ = ["RolloutPlan", "build_rollout_dag", "load_plan"]
+
 SERVICE_XCOM = "ti.xcom_pull(task_ids='deploy')"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SchedulePlan(_Strict):
-    """When runs happen: a cron in a timezone, an asset update, or both (None: manual only)."""
-
-    cron: str | None = None
-    timezone: str = "UTC"
-    start_date: date | datetime | None = None
-    end_date: date | datetime | None = None
-    asset: str | list[str] | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            pendulum.timezone(value)
-        except Exception:  # noqa: BLE001
-            raise ValueError(f"unknown timezone {value!r}") from None
-        return value
-
-
-class WarmupPlan(_Strict):
-    data_path: str | None = None
-    data: list[Any] | None = None
-    count: int = Field(default=3, ge=0, le=1000)
-    max_errors: int = Field(default=0, ge=0)
-
-
-class AnalysisPlan(_Strict):
-    window_seconds: int = Field(default=60, ge=1)
-    min_requests: int = Field(default=20, ge=1)
-    max_error_rate: float = Field(default=0.01, ge=0, le=1)
-    max_p99_ms: float | None = Field(default=None, gt=0)
-    baseline_tolerance: float | None = Field(default=None, ge=1)
-    timeout_seconds: int = Field(default=600, ge=1, description="an analysis without a verdict by then fails")
-    poll_seconds: float = Field(default=5, gt=0)
-
-
-class TimeoutsPlan(_Strict):
-    ready_seconds: int = Field(default=600, ge=1)
-    task_seconds: int | None = Field(default=None, ge=1, description="execution_timeout of every task")
-    dagrun_seconds: int | None = Field(default=None, ge=1)
-    lease_wait_seconds: int = Field(default=0, ge=0)
-
-
-class RolloutPlan(_Strict):
-    """A rollout plan (see DESIGN.md); every key but ``dag_id``, ``group`` and ``service`` has a default."""
-
-    dag_id: str
-    group: str
-    service: dict[str, Any]
-    eas_conn_id: str = "eas_default"
-    description: str | None = None
-    schedule: SchedulePlan | str | None = None
-    catchup: bool = False
-    depends_on_past: bool = False
-    retries: int = Field(default=1, ge=0)
-    retry_delay_seconds: int = Field(default=30, ge=0)
-    timeouts: TimeoutsPlan = Field(default_factory=TimeoutsPlan)
-    params: dict[str, Any] = Field(default_factory=dict)
-    warmup: WarmupPlan = Field(default_factory=WarmupPlan)
-    strategy: Literal["blue_green", "canary"] = "blue_green"
-    steps: list[int] | None = None
-    bake_seconds: int = Field(default=60, ge=0)
-    analysis: AnalysisPlan = Field(default_factory=AnalysisPlan)
-    scale_down_delay_seconds: int = Field(default=300, ge=0)
-    scale_down: Literal["stop", "zero", "keep"] = "stop"
-    deferrable: bool = True
-    tags: list[str] = Field(default_factory=lambda: ["eas", "model-release"])
-
-    @field_validator("group")
-    @classmethod
-    def _group(cls, value: str) -> str:
-        check_name(value, "group")
-        return value
-
-    @field_validator("schedule", mode="before")
-    @classmethod
-    def _schedule(cls, value: Any) -> Any:
-        return {"cron": value} if isinstance(value, str) else value
-
-    @field_validator("service")
-    @classmethod
-    def _service(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if "name" in value:
-            raise ValueError("leave out name: the rollout names the members <group>_blue and <group>_green")
-        if "group" in (value.get("metadata") or {}):
-            raise ValueError("leave out metadata.group: the plan's group is used")
-        return value
-
-    @model_validator(mode="after")
-    def _steps(self) -> RolloutPlan:
-        if self.steps is None:
-            self.steps = [100] if self.strategy == "blue_green" else list(DEFAULT_CANARY_STEPS)
-        if self.strategy == "blue_green" and self.steps != [100]:
-            raise ValueError(
-                "blue_green switches all traffic at once: leave out steps (or use strategy canary)"
-            )
-        if not self.steps or any(not 0 < s <= 100 for s in self.steps):
-            raise ValueError("steps: weights between 1 and 100")
-        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
-            raise ValueError("steps: each weight must be larger than the one before")
-        if self.steps[-1] != 100:
-            raise ValueError("steps: the last step must be 100 (all traffic)")
-        return self
-
-    @property
-    def thresholds(self) -> Thresholds:
-        a = self.analysis
-        return Thresholds(
-            window_seconds=a.window_seconds,
-            min_requests=a.min_requests,
-            max_error_rate=a.max_error_rate,
-            max_p99_ms=a.max_p99_ms,
-            baseline_tolerance=a.baseline_tolerance,
-        )
-
-    def run_budget_seconds(self) -> int:
-        """A generous bound on one run: lease TTL and default dagrun timeout."""
-        steps = len(self.steps or [])
-        per_step = self.bake_seconds + self.analysis.timeout_seconds + 60
-        return self.timeouts.ready_seconds + 600 + steps * per_step + self.scale_down_delay_seconds + 900
-
-
-def load_plan(plan: dict[str, Any] | str | Path) -> RolloutPlan:
-    """Validate a plan (dict, or path of a YAML file); InvalidSpec names each bad field."""
-    if isinstance(plan, (str, Path)):
-        path = Path(plan)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise InvalidSpec(f"cannot read rollout plan {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise InvalidSpec(f"rollout plan {path} is not valid YAML: {exc}") from None
-    else:
-        data = plan
-    if not isinstance(data, dict):
-        raise InvalidSpec("a rollout plan must be a mapping")
-    try:
-        parsed = RolloutPlan.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "plan"
-            msg = (
-                "unknown field"
-                if err["type"] == "extra_forbidden"
-                else err["msg"].removeprefix("Value error, ")
-            )
-            problems.append(f"{where}: {msg}")
-        raise InvalidSpec(f"invalid rollout plan: {'; '.join(problems)}") from None
-    _check_service(parsed)
-    return parsed
-
-
-def _check_service(plan: RolloutPlan) -> None:
-    """Validate the service spec now when it has no templates (templated specs are checked at deploy)."""
-    if "{{" in json.dumps(plan.service) or "{%" in json.dumps(plan.service):
-        return
-    spec = dict(plan.service, name=f"{plan.group}_blue")
-    try:
-        parse_spec(spec)
-    except InvalidSpec as exc:
-        raise InvalidSpec(f"rollout plan {plan.dag_id}: service: {exc.message}") from None
 
 
 def _params(plan: RolloutPlan) -> dict[str, Any]:
@@ -276,24 +104,25 @@ def _as_datetime(value: date | datetime | None, tz: Any) -> datetime | None:
 
 def build_rollout_dag(plan: dict[str, Any] | str | Path):  # noqa: ANN201 - airflow.sdk.DAG
     """Build the scheduled rollout DAG of ``plan`` (a dict, or the path of a YAML file)."""
-    from airflow.sdk import DAG, TriggerRule
-
-    from airflow_eas.operators.eas import (
-        EasAcquireLeaseOperator,
-        EasBakeOperator,
-        EasDeployServiceOperator,
-        EasPromoteOperator,
-        EasReleaseLeaseOperator,
-        EasRollbackOperator,
-        EasRolloutFailedOperator,
-        EasTrafficShiftOperator,
-        EasWarmUpOperator,
-    )
-    from airflow_eas.sensors.eas import EasMetricsSensor, EasServiceReadySensor
-
     p = load_plan(plan)
+    dag = _dag(p)
+    # The DAG belongs to the file that called the factory (as @dag does), not to this module.
+    caller = sys._getframe().f_back
+    if caller is not None:
+        dag.fileloc = caller.f_code.co_filename
+    with dag:
+        acquire = _acquire_lease(p)
+        steps = [acquire, *_release_steps(p)]
+        for upstream, downstream in zip(steps, steps[1:], strict=False):
+            upstream >> downstream
+        _failure_path(p, acquire, steps[1:])
+    return dag
+
+
+def _dag(p: RolloutPlan):  # noqa: ANN202 - airflow.sdk.DAG
+    from airflow.sdk import DAG
+
     schedule, start_date, end_date = _schedule(p)
-    budget = p.run_budget_seconds()
     default_args: dict[str, Any] = {
         "owner": "eas",
         "retries": p.retries,
@@ -303,12 +132,7 @@ def build_rollout_dag(plan: dict[str, Any] | str | Path):  # noqa: ANN201 - airf
     }
     if p.timeouts.task_seconds:
         default_args["execution_timeout"] = timedelta(seconds=p.timeouts.task_seconds)
-
-    service = f"{{{{ {SERVICE_XCOM}['service'] }}}}"
-    previous = f"{{{{ {SERVICE_XCOM}['previous'] or '' }}}}"
-    limits = p.thresholds
-
-    dag = DAG(
+    return DAG(
         dag_id=p.dag_id,
         description=p.description or f"{p.strategy} rollout of group {p.group}",
         schedule=schedule,
@@ -316,108 +140,129 @@ def build_rollout_dag(plan: dict[str, Any] | str | Path):  # noqa: ANN201 - airf
         end_date=end_date,
         catchup=p.catchup,
         max_active_runs=1,
-        dagrun_timeout=timedelta(seconds=p.timeouts.dagrun_seconds or budget),
+        dagrun_timeout=timedelta(seconds=p.timeouts.dagrun_seconds or p.run_budget_seconds()),
         default_args=default_args,
         params=_params(p),
         tags=p.tags,
         doc_md=_doc(p),
     )
-    # The DAG belongs to the file that called the factory (as @dag does), not to this module.
-    caller = sys._getframe().f_back
-    if caller is not None:
-        dag.fileloc = caller.f_code.co_filename
-    with dag:
-        acquire = EasAcquireLeaseOperator(
-            task_id="acquire_lease",
-            group=p.group,
-            ttl_seconds=budget,
-            wait_seconds=p.timeouts.lease_wait_seconds,
-            retries=0,
-        )
-        deploy = EasDeployServiceOperator(
+
+
+# Templates of the deployed member and the live member before it, from the deploy task's XCom.
+SERVICE = f"{{{{ {SERVICE_XCOM}['service'] }}}}"
+PREVIOUS = f"{{{{ {SERVICE_XCOM}['previous'] or '' }}}}"
+
+
+def _acquire_lease(p: RolloutPlan) -> Any:
+    from airflow_eas.operators import EasAcquireLeaseOperator
+
+    return EasAcquireLeaseOperator(
+        task_id="acquire_lease",
+        group=p.group,
+        ttl_seconds=p.run_budget_seconds(),
+        wait_seconds=p.timeouts.lease_wait_seconds,
+        retries=0,
+    )
+
+
+def _release_steps(p: RolloutPlan) -> list[Any]:
+    """deploy -> wait_ready -> warm_up -> (shift, bake, analysis) per step -> promote, in order."""
+    from airflow_eas.operators import EasDeployServiceOperator, EasPromoteOperator, EasWarmUpOperator
+    from airflow_eas.sensors.eas import EasServiceReadySensor
+
+    steps: list[Any] = [
+        EasDeployServiceOperator(
             task_id="deploy",
             group=p.group,
             spec=p.service,
             model_path="{{ params.model_path or '' }}",
             use_asset_event=bool(p.schedule and p.schedule.asset),
-        )
-        ready = EasServiceReadySensor(
+        ),
+        EasServiceReadySensor(
             task_id="wait_ready",
-            service=service,
+            service=SERVICE,
             timeout=p.timeouts.ready_seconds,
             poke_interval=2,
             deferrable=p.deferrable,
             retries=0,
-        )
-        warm = EasWarmUpOperator(
+        ),
+        EasWarmUpOperator(
             task_id="warm_up",
-            service=service,
+            service=SERVICE,
             data=p.warmup.data,
             data_path=p.warmup.data_path or p.service.get("warm_up_data_path"),
             count=p.warmup.count,
             max_errors=p.warmup.max_errors,
-        )
-        steps: list[Any] = [acquire, deploy, ready, warm]
-        for weight in p.steps or []:
-            steps.append(
-                EasTrafficShiftOperator(
-                    task_id=f"shift_to_{weight}",
-                    group=p.group,
-                    service=service,
-                    weight=weight,
-                    previous=previous,
-                )
-            )
-            if p.bake_seconds:
-                steps.append(
-                    EasBakeOperator(task_id=f"bake_{weight}", seconds=p.bake_seconds, deferrable=p.deferrable)
-                )
-            steps.append(
-                EasMetricsSensor(
-                    task_id=f"analysis_{weight}",
-                    service=service,
-                    baseline_service=previous,
-                    window_seconds=limits.window_seconds,
-                    min_requests=limits.min_requests,
-                    max_error_rate=limits.max_error_rate,
-                    max_p99_ms=limits.max_p99_ms,
-                    baseline_tolerance=limits.baseline_tolerance,
-                    timeout=p.analysis.timeout_seconds,
-                    poke_interval=p.analysis.poll_seconds,
-                    deferrable=p.deferrable,
-                    retries=0,
-                )
-            )
-        promote = EasPromoteOperator(
+        ),
+    ]
+    for weight in p.steps or []:
+        steps.extend(_canary_step(p, weight))
+    steps.append(
+        EasPromoteOperator(
             task_id="promote",
             group=p.group,
-            service=service,
+            service=SERVICE,
             scale_down_delay_seconds=p.scale_down_delay_seconds,
             scale_down=p.scale_down,
         )
-        steps.append(promote)
-        for upstream, downstream in zip(steps, steps[1:], strict=False):
-            upstream >> downstream
+    )
+    return steps
 
-        rollback = EasRollbackOperator(
-            task_id="rollback",
-            group=p.group,
-            service=f"{{{{ ({SERVICE_XCOM} or {{}}).get('service') or '' }}}}",
-            previous=f"{{{{ ({SERVICE_XCOM} or {{}}).get('previous') or '' }}}}",
-            trigger_rule=TriggerRule.ONE_FAILED,
-            retries=3,
-        )
-        steps[1:] >> rollback  # noqa: B018 - dependency wiring
-        # A rolled-back run must end failed: this leaf fails whenever a rollout step failed.
-        failed = EasRolloutFailedOperator(
-            task_id="rollout_failed", group=p.group, trigger_rule=TriggerRule.ONE_FAILED, retries=0
-        )
-        [*steps[1:], rollback] >> failed  # noqa: B018
 
-        release = EasReleaseLeaseOperator(task_id="release_lease", group=p.group, retries=3)
-        [promote, rollback] >> release  # noqa: B018
-        release.as_teardown(setups=acquire)
-    return dag
+def _canary_step(p: RolloutPlan, weight: int) -> list[Any]:
+    """shift_to_<weight> -> bake_<weight> (when baking) -> analysis_<weight>."""
+    from airflow_eas.operators import EasBakeOperator, EasTrafficShiftOperator
+    from airflow_eas.sensors.eas import EasMetricsSensor
+
+    limits = p.thresholds
+    tasks: list[Any] = [
+        EasTrafficShiftOperator(
+            task_id=f"shift_to_{weight}", group=p.group, service=SERVICE, weight=weight, previous=PREVIOUS
+        )
+    ]
+    if p.bake_seconds:
+        tasks.append(EasBakeOperator(task_id=f"bake_{weight}", seconds=p.bake_seconds, deferrable=p.deferrable))
+    tasks.append(
+        EasMetricsSensor(
+            task_id=f"analysis_{weight}",
+            service=SERVICE,
+            baseline_service=PREVIOUS,
+            window_seconds=limits.window_seconds,
+            min_requests=limits.min_requests,
+            max_error_rate=limits.max_error_rate,
+            max_p99_ms=limits.max_p99_ms,
+            baseline_tolerance=limits.baseline_tolerance,
+            timeout=p.analysis.timeout_seconds,
+            poke_interval=p.analysis.poll_seconds,
+            deferrable=p.deferrable,
+            retries=0,
+        )
+    )
+    return tasks
+
+
+def _failure_path(p: RolloutPlan, acquire: Any, steps: list[Any]) -> None:
+    """rollback when any step fails, rollout_failed so such a run ends failed, release_lease always."""
+    from airflow.sdk import TriggerRule
+
+    from airflow_eas.operators import EasReleaseLeaseOperator, EasRollbackOperator, EasRolloutFailedOperator
+
+    rollback = EasRollbackOperator(
+        task_id="rollback",
+        group=p.group,
+        service=f"{{{{ ({SERVICE_XCOM} or {{}}).get('service') or '' }}}}",
+        previous=f"{{{{ ({SERVICE_XCOM} or {{}}).get('previous') or '' }}}}",
+        trigger_rule=TriggerRule.ONE_FAILED,
+        retries=3,
+    )
+    steps >> rollback  # noqa: B018 - dependency wiring
+    failed = EasRolloutFailedOperator(
+        task_id="rollout_failed", group=p.group, trigger_rule=TriggerRule.ONE_FAILED, retries=0
+    )
+    [*steps, rollback] >> failed  # noqa: B018
+    release = EasReleaseLeaseOperator(task_id="release_lease", group=p.group, retries=3)
+    [steps[-1], rollback] >> release  # noqa: B018
+    release.as_teardown(setups=acquire)
 
 
 def _doc(p: RolloutPlan) -> str:

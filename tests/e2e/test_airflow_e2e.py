@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 import time
 from typing import Any
 
@@ -11,10 +10,12 @@ import psutil
 import pytest
 import requests
 
-from airflow_eas.demo import TrafficDriver, write_dag_file
+from airflow_eas.demo import TrafficDriver
+from airflow_eas.plan import write_dag_file
 from airflow_eas.spec import parse_spec
-from tests.conftest import APPS, echo_spec, wait_until
+from tests.conftest import echo_spec, wait_until
 from tests.e2e.conftest import AirflowDeployment, ComponentsDidNotStart
+from tests.plans import echo_service, rollout_plan
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(180)]
 
@@ -30,39 +31,22 @@ RPS = 30
 
 def plan() -> dict[str, Any]:
     """A canary rollout of tests/apps/echo_app.py, fast: two steps, 10 s bakes, a 10 s scale-down delay."""
-    return {
-        "dag_id": DAG_ID,
-        "group": GROUP,
-        "service": {
-            "containers": [
-                {
-                    "image": "local",
-                    "command": f"{sys.executable} {APPS / 'echo_app.py'}",
-                    "port": 8000,
-                    "env": [
-                        {"name": "APP_VERSION", "value": "{{ params.version }}"},
-                        {"name": "START_DELAY", "value": "12"},
-                    ],
-                }
-            ],
-            "metadata": {"instance": 1},
-        },
-        "params": {"version": "1"},
-        "warmup": {"data": [{"instances": [[1, 2]]}], "count": 2},
-        "strategy": "canary",
-        "steps": [50, 100],
-        "bake_seconds": 10,
-        "analysis": {
+    return rollout_plan(
+        DAG_ID,
+        GROUP,
+        service=echo_service(APP_VERSION="{{ params.version }}", START_DELAY="12"),
+        params={"version": "1"},
+        bake_seconds=10,
+        analysis={
             "window_seconds": 40,
             "min_requests": 350,  # ~23 s of the canary's 50% of RPS; its checks start 10 s after the shift
             "max_error_rate": 0.05,
             "timeout_seconds": 60,
             "poll_seconds": 1,
         },
-        "scale_down_delay_seconds": 10,
-        "timeouts": {"ready_seconds": 40},
-        "retries": 0,
-    }
+        scale_down_delay_seconds=10,
+        timeouts={"ready_seconds": 40},
+    )
 
 
 def test_rollout_through_a_real_airflow_deployment(airflow_deployment: AirflowDeployment, eas_server) -> None:  # noqa: ANN001
@@ -174,20 +158,14 @@ def _task_log(af: AirflowDeployment, run_id: str, task_id: str) -> str:
     )
     content = body.get("content")
     if isinstance(content, list):
-        return "\n".join(
-            str(entry.get("event", "")) if isinstance(entry, dict) else str(entry) for entry in content
-        )
+        return "\n".join(str(entry.get("event", "")) if isinstance(entry, dict) else str(entry) for entry in content)
     return str(content)
 
 
 def _no_listener_beyond_localhost(af: AirflowDeployment) -> None:
     """Every socket our Airflow processes listen on is bound to 127.0.0.1."""
     pids = {p.pid for p in af.processes_alive()}
-    listening = [
-        c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids
-    ]
+    listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids]
     assert listening, "the api-server listens somewhere"
     wide = [(c.pid, c.laddr) for c in listening if c.laddr.ip not in ("127.0.0.1", "::1")]
     assert not wide, f"Airflow listens beyond localhost: {wide}"
-
-

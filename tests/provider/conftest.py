@@ -31,7 +31,6 @@ os.environ.update(
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
 )
-ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "echo_app.py"
 
 
 @pytest.fixture(scope="session")
@@ -56,50 +55,10 @@ def eas_conn(eas_server) -> Iterator[Any]:  # noqa: ANN001 - tests/conftest.py's
     os.environ.pop("AIRFLOW_CONN_EAS_DEFAULT", None)
 
 
-def echo_service(**env: str) -> dict[str, Any]:
-    """A plan's service spec (no name, no group) running tests/apps/echo_app.py; values may be templates."""
-    return {
-        "containers": [
-            {
-                "image": "local",
-                "command": f"{sys.executable} {ECHO_APP}",
-                "port": 8000,
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-            }
-        ],
-        "metadata": {"instance": 1},
-    }
-
-
-def rollout_plan(dag_id: str, group: str, **overrides: Any) -> dict[str, Any]:
-    """A fast plan for tests: short bake, small window, short scale-down delay."""
-    plan: dict[str, Any] = {
-        "dag_id": dag_id,
-        "group": group,
-        "service": echo_service(APP_VERSION="{{ params.version }}"),
-        "params": {"version": "2"},
-        "warmup": {"data": [{"instances": [[1, 2]]}], "count": 2},
-        "strategy": "canary",
-        "steps": [50, 100],
-        "bake_seconds": 2,
-        "analysis": {
-            "window_seconds": 4,
-            "min_requests": 15,
-            "max_error_rate": 0.05,
-            "timeout_seconds": 30,
-            "poll_seconds": 1,
-        },
-        "scale_down_delay_seconds": 1,
-        "timeouts": {"ready_seconds": 30},
-        "retries": 0,
-    }
-    plan.update(overrides)
-    return plan
-
-
 def run_plan(plan: dict[str, Any], conf: dict[str, Any] | None = None, **test_kwargs: Any):  # noqa: ANN201
     """Write the plan as users do (YAML + DAG file in the DAGs folder) and run it with ``dag.test()``."""
-    from airflow_eas.demo import load_dag, write_dag_file
+    from airflow_eas.demo import load_dag
+    from airflow_eas.plan import write_dag_file
 
     dag = load_dag(write_dag_file(DAGS_FOLDER, plan))
     return dag.test(run_conf=conf or {}, **test_kwargs)
@@ -120,9 +79,7 @@ def task_start(run, task_id: str) -> float:  # noqa: ANN001
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        ti = (
-            session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id).one()
-        )
+        ti = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id).one()
         return ti.start_date.timestamp()
 
 

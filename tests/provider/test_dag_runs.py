@@ -13,12 +13,8 @@ import pytest
 from airflow_eas.demo import TrafficDriver
 from airflow_eas.spec import parse_spec
 from tests.conftest import wait_until
-from tests.provider.conftest import (
-    echo_service,
-    rollout_plan,
-    run_plan,
-    task_states,
-)
+from tests.plans import echo_service, rollout_plan
+from tests.provider.conftest import run_plan, task_states
 
 pytestmark = pytest.mark.airflow
 
@@ -35,9 +31,7 @@ def seed_group(client: Any, group: str) -> str:
 
 def traffic_to(server: Any, group: str, rps: float = 30) -> TrafficDriver:
     token = server.client.describe_group(group).token
-    driver = TrafficDriver(
-        f"{server.gateway}/api/predict/{group}", token, b'{"instances": [[1, 2]]}', rps=rps
-    )
+    driver = TrafficDriver(f"{server.gateway}/api/predict/{group}", token, b'{"instances": [[1, 2]]}', rps=rps)
     return driver.start()
 
 
@@ -53,9 +47,7 @@ def test_good_version_is_promoted_without_client_errors(eas_conn, airflow_db) ->
     plan = rollout_plan(
         "good_release",
         group,
-        service=echo_service(
-            APP_VERSION="{{ params.version }}", BIZDATE="{{ bizdate }}", CYCTIME="{{ cyctime }}"
-        ),
+        service=echo_service(APP_VERSION="{{ params.version }}", BIZDATE="{{ bizdate }}", CYCTIME="{{ cyctime }}"),
         schedule={"cron": "0 2 * * *", "timezone": "Asia/Shanghai", "start_date": "2026-11-01"},
     )
     # The 2026-11-25 02:00 (Shanghai) run: logical date 2026-11-24 18:00 UTC.
@@ -176,9 +168,7 @@ def test_triggers_run_against_the_platform(eas_conn, airflow_db) -> None:
             return event.payload
         raise AssertionError("no event")
 
-    ready = asyncio.run(
-        first(EasServiceReadyTrigger(service=blue, eas_conn_id="eas_default", poll_interval=0.2))
-    )
+    ready = asyncio.run(first(EasServiceReadyTrigger(service=blue, eas_conn_id="eas_default", poll_interval=0.2)))
     assert ready["status"] == "success" and ready["service"] == blue
     json.dumps(ready)
     # No traffic: inconclusive until the deadline, never a pass.

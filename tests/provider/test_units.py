@@ -13,7 +13,7 @@ import pytest
 from airflow_eas.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Thresholds, evaluate
 from airflow_eas.errors import EasError, InvalidSpec
 from airflow_eas.platform.base import Metrics
-from tests.provider.conftest import echo_service, rollout_plan
+from tests.plans import echo_service, rollout_plan
 
 
 def metrics(requests: int, errors: int = 0, p99: float | None = 10.0, name: str = "svc") -> Metrics:
@@ -59,7 +59,7 @@ def test_thresholds_are_validated() -> None:
 
 
 def test_plan_errors_name_the_field() -> None:
-    from airflow_eas.dags import load_plan
+    from airflow_eas.plan import load_plan
 
     with pytest.raises(InvalidSpec, match="strategy"):
         load_plan(rollout_plan("d", "g", strategy="linear"))
@@ -68,9 +68,7 @@ def test_plan_errors_name_the_field() -> None:
     with pytest.raises(InvalidSpec, match="bake_secs: unknown field"):
         load_plan({**rollout_plan("d", "g"), "bake_secs": 3})
     with pytest.raises(InvalidSpec, match="containers.0.port"):
-        load_plan(
-            rollout_plan("d", "g", service={**echo_service(), "containers": [{"image": "x", "port": 8080}]})
-        )
+        load_plan(rollout_plan("d", "g", service={**echo_service(), "containers": [{"image": "x", "port": 8080}]}))
     with pytest.raises(InvalidSpec, match="leave out name"):
         load_plan(rollout_plan("d", "g", service={**echo_service(), "name": "x"}))
 
@@ -106,9 +104,7 @@ def test_canary_dag_shape(tmp_path) -> None:
 def test_blue_green_and_asset_schedule() -> None:
     from airflow_eas.dags import build_rollout_dag
 
-    plan = rollout_plan(
-        "bg", "fraud", strategy="blue_green", schedule={"asset": "file:///models/fraud/latest"}
-    )
+    plan = rollout_plan("bg", "fraud", strategy="blue_green", schedule={"asset": "file:///models/fraud/latest"})
     plan.pop("steps")
     dag = build_rollout_dag(plan)
     assert [t for t in dag.task_dict if t.startswith("shift_to")] == ["shift_to_100"]
