@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pendulum
 import pytest
 
 from airflow_eas.demo import TrafficDriver
+from airflow_eas.errors import Conflict
 from airflow_eas.spec import parse_spec
 from tests.conftest import wait_until
 from tests.plans import echo_service, rollout_plan
-from tests.provider.conftest import run_plan, task_states
+from tests.provider.conftest import run_plan, task_context, task_states
 
 pytestmark = pytest.mark.airflow
 
@@ -29,20 +31,49 @@ def seed_group(client: Any, group: str) -> str:
     return f"{group}_blue"
 
 
-def traffic_to(server: Any, group: str, rps: float = 30) -> TrafficDriver:
-    token = server.client.describe_group(group).token
-    driver = TrafficDriver(f"{server.gateway}/api/predict/{group}", token, b'{"instances": [[1, 2]]}', rps=rps)
-    return driver.start()
+@pytest.fixture
+def traffic_to(eas_conn: Any) -> Iterator[Callable[[str], TrafficDriver]]:
+    """Starts client traffic to a group; every driver is stopped when the test ends, whatever happened."""
+    drivers: list[TrafficDriver] = []
+
+    def start(group: str, rps: float = 30) -> TrafficDriver:
+        token = eas_conn.client.describe_group(group).token
+        url = f"{eas_conn.gateway}/api/predict/{group}"
+        drivers.append(TrafficDriver(url, token, b'{"instances": [[1, 2]]}', rps=rps).start())
+        return drivers[-1]
+
+    try:
+        yield start
+    finally:
+        for driver in drivers:
+            driver.stop()
+
+
+@pytest.fixture
+def foreign_lease(eas_conn: Any) -> Iterator[Callable[[str], str]]:
+    """Leases a group to another rollout; released when the test ends."""
+    held: list[str] = []
+
+    def take(group: str) -> str:
+        eas_conn.client.acquire_lease(group, "other_dag/run_1", 120)
+        held.append(group)
+        return "other_dag/run_1"
+
+    try:
+        yield take
+    finally:
+        for group in held:
+            eas_conn.client.release_lease(group, "other_dag/run_1")
 
 
 def weights(client: Any, group: str) -> dict[str, int]:
     return {m.service: m.weight for m in client.describe_group(group).members}
 
 
-def test_good_version_is_promoted_without_client_errors(eas_conn, airflow_db) -> None:
+def test_good_version_is_promoted_without_client_errors(eas_conn, airflow_db, traffic_to) -> None:
     client, group = eas_conn.client, "good"
     seed_group(client, group)
-    traffic = traffic_to(eas_conn, group)
+    traffic = traffic_to(group)
     time.sleep(1)
     plan = rollout_plan(
         "good_release",
@@ -70,10 +101,10 @@ def test_good_version_is_promoted_without_client_errors(eas_conn, airflow_db) ->
     assert traffic.errors == 0
 
 
-def test_bad_version_is_rolled_back_and_the_run_fails(eas_conn, airflow_db) -> None:
+def test_bad_version_is_rolled_back_and_the_run_fails(eas_conn, airflow_db, traffic_to) -> None:
     client, group = eas_conn.client, "bad"
     seed_group(client, group)
-    traffic = traffic_to(eas_conn, group)
+    traffic = traffic_to(group)
     time.sleep(1)
     plan = rollout_plan("bad_release", group, service=echo_service(APP_VERSION="2", FAIL_RATE="0.2"))
     run = run_plan(plan)
@@ -90,10 +121,10 @@ def test_bad_version_is_rolled_back_and_the_run_fails(eas_conn, airflow_db) -> N
     assert traffic.answers["version 1"] > 0
 
 
-def test_version_that_cannot_start_never_receives_traffic(eas_conn, airflow_db) -> None:
+def test_version_that_cannot_start_never_receives_traffic(eas_conn, airflow_db, traffic_to) -> None:
     client, group = eas_conn.client, "broken"
     seed_group(client, group)
-    traffic = traffic_to(eas_conn, group)
+    traffic = traffic_to(group)
     plan = rollout_plan("broken_release", group, service=echo_service(APP_VERSION="2", EXIT_CODE="3"))
     run = run_plan(plan)
     traffic.stop()
@@ -119,23 +150,20 @@ def test_first_run_on_an_empty_group_gives_the_member_all_traffic(eas_conn, airf
     assert weights(client, group) == {"fresh_blue": 100}
 
 
-def test_the_lease_blocks_a_second_rollout(eas_conn, airflow_db) -> None:
+def test_the_lease_blocks_a_second_rollout(eas_conn, airflow_db, foreign_lease) -> None:
     client, group = eas_conn.client, "leased"
     seed_group(client, group)
-    client.acquire_lease(group, "other_dag/run_1", 120)
-    try:
-        run = run_plan(rollout_plan("leased_release", group))
-        states = task_states(run)
-        assert run.state == "failed", states
-        assert states["acquire_lease"] == "failed" and states["deploy"] == "upstream_failed"
-        # Nothing of this run touched the group: no rollback, and the lease is not ours to release.
-        assert states["rollback"] in ("skipped", "upstream_failed")
-        assert states["release_lease"] in ("skipped", "upstream_failed")
-        assert [s.name for s in client.list() if s.group == group] == ["leased_blue"]
-        with pytest.raises(Exception, match="leased by"):  # still the other holder's
-            client.acquire_lease(group, "third", 5)
-    finally:
-        client.release_lease(group, "other_dag/run_1")
+    foreign_lease(group)
+    run = run_plan(rollout_plan("leased_release", group))
+    states = task_states(run)
+    assert run.state == "failed", states
+    assert states["acquire_lease"] == "failed" and states["deploy"] == "upstream_failed"
+    # Nothing of this run touched the group: no rollback, and the lease is not ours to release.
+    assert states["rollback"] in ("skipped", "upstream_failed")
+    assert states["release_lease"] in ("skipped", "upstream_failed")
+    assert [s.name for s in client.list() if s.group == group] == ["leased_blue"]
+    with pytest.raises(Conflict, match="leased by"):  # still the other holder's
+        client.acquire_lease(group, "third", 5)
 
 
 def test_a_retried_deploy_makes_no_second_service(eas_conn, airflow_db) -> None:
@@ -145,12 +173,8 @@ def test_a_retried_deploy_makes_no_second_service(eas_conn, airflow_db) -> None:
     seed_group(client, group)
     op = EasDeployServiceOperator(task_id="deploy", group=group, spec=echo_service(APP_VERSION="2"))
 
-    class TI:
-        def xcom_push(self, key: str, value: Any) -> None:
-            pass
-
-    first = op.execute({"ti": TI()})
-    second = op.execute({"ti": TI()})  # the retry
+    first = op.execute(task_context())
+    second = op.execute(task_context())  # the retry
     assert first["service"] == second["service"] == "retry_green"
     assert first["previous"] == "retry_blue"
     assert second["version"] == first["version"]  # same spec: nothing rolled
