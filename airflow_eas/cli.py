@@ -94,7 +94,7 @@ def cmd_modify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simple(action: str):  # noqa: ANN202
+def _simple(action: str):
     def run(args: argparse.Namespace) -> int:
         client = _client(args)
         if action == "delete":
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eas", description="EAS-style model serving on one host.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def client_cmd(name: str, func, help_: str, json_flag: bool = False) -> argparse.ArgumentParser:  # noqa: ANN001
+    def client_cmd(name: str, func, help_: str, json_flag: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--endpoint", help="control plane URL (env EAS_ENDPOINT)")
         p.add_argument("--token", help="admin token (env EAS_TOKEN)")
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug of ours: still one line, never a traceback
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: still one line, never a traceback
         print(f"eas: unexpected error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 2
 

@@ -27,11 +27,14 @@ from __future__ import annotations
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 
 from airflow_eas.plan import RolloutPlan, load_plan
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
 
 __all__ = ["RolloutPlan", "build_rollout_dag", "load_plan"]
 
@@ -102,7 +105,7 @@ def _as_datetime(value: date | datetime | None, tz: Any) -> datetime | None:
     return pendulum.datetime(value.year, value.month, value.day, tz=tz)
 
 
-def build_rollout_dag(plan: dict[str, Any] | str | Path):  # noqa: ANN201 - airflow.sdk.DAG
+def build_rollout_dag(plan: dict[str, Any] | str | Path) -> DAG:
     """Build the scheduled rollout DAG of ``plan`` (a dict, or the path of a YAML file)."""
     p = load_plan(plan)
     dag = _dag(p)
@@ -119,7 +122,7 @@ def build_rollout_dag(plan: dict[str, Any] | str | Path):  # noqa: ANN201 - airf
     return dag
 
 
-def _dag(p: RolloutPlan):  # noqa: ANN202 - airflow.sdk.DAG
+def _dag(p: RolloutPlan) -> DAG:
     from airflow.sdk import DAG
 
     schedule, start_date, end_date = _schedule(p)
@@ -255,13 +258,13 @@ def _failure_path(p: RolloutPlan, acquire: Any, steps: list[Any]) -> None:
         trigger_rule=TriggerRule.ONE_FAILED,
         retries=3,
     )
-    steps >> rollback  # noqa: B018 - dependency wiring
+    steps >> rollback  # dependency wiring: any failed step triggers the rollback
     failed = EasRolloutFailedOperator(
         task_id="rollout_failed", group=p.group, trigger_rule=TriggerRule.ONE_FAILED, retries=0
     )
-    [*steps, rollback] >> failed  # noqa: B018
+    [*steps, rollback] >> failed
     release = EasReleaseLeaseOperator(task_id="release_lease", group=p.group, retries=3)
-    [steps[-1], rollback] >> release  # noqa: B018
+    [steps[-1], rollback] >> release
     release.as_teardown(setups=acquire)
 
 

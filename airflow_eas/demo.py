@@ -164,7 +164,7 @@ def _airflow_env(home: Path, conn: dict[str, Any]) -> None:
     os.environ["AIRFLOW_CONN_EAS_DEFAULT"] = json.dumps(conn)
 
 
-def load_dag(dag_file: Path):  # noqa: ANN201 - airflow.sdk.DAG
+def load_dag(dag_file: Path):
     """Import a DAG file (from the DAGs folder) and return its ``dag``."""
     import importlib.util
 
@@ -174,7 +174,7 @@ def load_dag(dag_file: Path):  # noqa: ANN201 - airflow.sdk.DAG
     return module.dag
 
 
-def _run_dag(home: Path, plan: dict[str, Any], conf: dict[str, Any]):  # noqa: ANN202
+def _run_dag(home: Path, plan: dict[str, Any], conf: dict[str, Any]):
     from airflow_eas.plan import write_dag_file
 
     return load_dag(write_dag_file(home / "dags", plan)).test(run_conf=conf)

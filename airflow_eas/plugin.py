@@ -50,7 +50,7 @@ async def _may_read_connection(request: Request, conn_id: str) -> None:
         raise HTTPException(status_code=403, detail=f"not allowed to read connection {conn_id}")
 
 
-def _bearer(request: Request):  # noqa: ANN202
+def _bearer(request: Request):
     from fastapi.security import HTTPAuthorizationCredentials
 
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")

@@ -105,7 +105,7 @@ class Container(_Strict):
 class OssMount(_Strict):
     path: str
     endpoint: str | None = None
-    readOnly: bool = True  # noqa: N815 - EAS field name
+    readOnly: bool = True
 
     @field_validator("path")
     @classmethod
@@ -118,7 +118,7 @@ class OssMount(_Strict):
 class NfsMount(_Strict):
     server: str = Field(min_length=1)
     path: str = "/"
-    readOnly: bool = False  # noqa: N815 - EAS field name
+    readOnly: bool = False
 
 
 class GitMount(_Strict):
@@ -131,7 +131,7 @@ class GitMount(_Strict):
 
 class LocalMount(_Strict):
     path: str
-    readOnly: bool = False  # noqa: N815 - EAS field name
+    readOnly: bool = False
 
     @field_validator("path")
     @classmethod

@@ -67,7 +67,7 @@ def wrk(url: str, token: str | None, connections: int, duration: int) -> dict:
     }
 
 
-def _running(server: EmbeddedServer, name: str):  # noqa: ANN202
+def _running(server: EmbeddedServer, name: str):
     client = server.client
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -80,7 +80,7 @@ def _running(server: EmbeddedServer, name: str):  # noqa: ANN202
     raise SystemExit(f"{name} did not become ready")
 
 
-def model_service(server: EmbeddedServer):  # noqa: ANN202
+def model_service(server: EmbeddedServer):
     import joblib
     import numpy as np
     from sklearn.linear_model import LogisticRegression
@@ -95,7 +95,7 @@ def model_service(server: EmbeddedServer):  # noqa: ANN202
     return _running(server, "bench_model")
 
 
-def static_service(server: EmbeddedServer, name: str):  # noqa: ANN202
+def static_service(server: EmbeddedServer, name: str):
     cfg = WORK / "static.cfg"
     cfg.write_text(STATIC_CFG)
     spec = {"name": name, "containers": [{"image": "local", "command": f"haproxy -db -f {cfg}", "port": 8000}],

@@ -88,10 +88,10 @@ def s3_server() -> Iterator[dict[str, str]]:
     proc.wait(10)
 
 
-def wait_running(client, name: str, instances: int | None = None, timeout: float = 60):  # noqa: ANN001, ANN201
+def wait_running(client, name: str, instances: int | None = None, timeout: float = 60):
     """Until service ``name`` is Running with ``instances`` serving instances (default: all it wants)."""
 
-    def check():  # noqa: ANN202
+    def check():
         info = client.describe(name)
         want = info.instances if instances is None else instances
         done = info.status == "Running" and info.running_instances == want and len(info.instance_list) == want

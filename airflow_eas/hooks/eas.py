@@ -73,7 +73,7 @@ class EasHook(BaseHook):
     # -- the platform ---------------------------------------------------------------------------
 
     @cached_property
-    def connection(self):  # noqa: ANN201 - airflow.sdk Connection
+    def connection(self):
         return self.get_connection(self.eas_conn_id)
 
     @property

@@ -118,7 +118,7 @@ class EasHookMixin:
     def platform(self) -> Platform:
         return self.hook.get_platform()
 
-    def render_template_fields(self, context, jinja_env=None) -> None:  # noqa: ANN001
+    def render_template_fields(self, context, jinja_env=None) -> None:
         for key, value in dataworks_params(context).items():
             context.setdefault(key, value)  # type: ignore[attr-defined]
         super().render_template_fields(context, jinja_env)  # type: ignore[misc]

@@ -138,9 +138,7 @@ class EasWarmUpOperator(EasBaseOperator):
         if not bodies:
             self.log.warning("No warm-up data for %s (give data or data_path): skipping warm-up", self.service)
             return rollout.WarmUpResult(self.service).to_dict()
-        outcome = rollout.warm_up(
-            platform, self.service, bodies, count=int(self.count), timeout=self.request_timeout
-        )
+        outcome = rollout.warm_up(platform, self.service, bodies, count=int(self.count), timeout=self.request_timeout)
         result = outcome.to_dict()
         self.log.info(
             "Warm-up of %s: %d requests, %d errors, cold %.1f ms, warm p50 %s ms",

@@ -78,7 +78,7 @@ class RowModelProcessor(BaseProcessor):
             self.load(self.model_file)
         except StartupError:
             raise
-        except Exception as exc:  # a corrupt or foreign file: say which and why
+        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: say which and why
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StartupError(
                 f"cannot load {self.name} model {self.model_file.name}: {type(exc).__name__}: {msg}", 3
@@ -119,7 +119,7 @@ class RowModelProcessor(BaseProcessor):
         if spans:
             try:
                 preds, probas = self.predict(rows)
-            except Exception:  # one bad request must not fail the others: answer them one by one
+            except Exception:  # noqa: BLE001 - one bad request must not fail the others: answer them one by one
                 for i, _, _ in spans:
                     out[i] = self.process(bodies[i])
                 return out

@@ -41,7 +41,7 @@ def _safe_process(proc: BaseProcessor):
     def call(body: bytes) -> tuple[bytes, int]:
         try:
             out, status = process(body)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - user code may raise anything: answer 500, keep serving
             return _error(exc), 500
         if out.__class__ is not bytes:
             out = encode_body(out)
@@ -60,7 +60,7 @@ def _safe_batch(proc: BaseProcessor, single):
             results = list(batch(bodies))
             if len(results) != len(bodies):
                 raise ValueError(f"batch_process returned {len(results)} results for {len(bodies)} requests")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - user code may raise anything: answer 500, keep serving
             return [(_error(exc), 500)] * len(bodies)
         return [(b if b.__class__ is bytes else encode_body(b), int(s)) for b, s in results]
 

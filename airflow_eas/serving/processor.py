@@ -20,7 +20,7 @@ class BaseProcessor:
 
     _eas_model_path: str | None = None
 
-    def initialize(self) -> None:  # noqa: B027 - optional hook
+    def initialize(self) -> None:
         """Load the model; called once per instance before warm-up."""
 
     def process(self, data: bytes) -> tuple[Any, int]:

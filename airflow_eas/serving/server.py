@@ -222,7 +222,7 @@ async def serve(spec: ServiceSpec, host: str, port: int, execution: str = "auto"
         server.should_exit = True
         try:
             await serving
-        except (SystemExit, Exception):  # noqa: S110 - the startup failure is the reason to report
+        except (SystemExit, Exception):  # noqa: BLE001 - the startup failure is the reason to report
             pass
         if isinstance(exc, StartupError):
             log(exc.message)

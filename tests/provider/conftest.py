@@ -42,7 +42,7 @@ def airflow_db() -> Path:
 
 
 @pytest.fixture(scope="session")
-def eas_conn(eas_server) -> Iterator[Any]:  # noqa: ANN001 - tests/conftest.py's EmbeddedServer
+def eas_conn(eas_server) -> Iterator[Any]:
     """The ``eas_default`` connection, pointing at the session's eas server."""
     conn = {
         "conn_type": "eas",
@@ -55,7 +55,7 @@ def eas_conn(eas_server) -> Iterator[Any]:  # noqa: ANN001 - tests/conftest.py's
     os.environ.pop("AIRFLOW_CONN_EAS_DEFAULT", None)
 
 
-def run_plan(plan: dict[str, Any], conf: dict[str, Any] | None = None, **test_kwargs: Any):  # noqa: ANN201
+def run_plan(plan: dict[str, Any], conf: dict[str, Any] | None = None, **test_kwargs: Any):
     """Write the plan as users do (YAML + DAG file in the DAGs folder) and run it with ``dag.test()``."""
     from airflow_eas.demo import load_dag
     from airflow_eas.plan import write_dag_file
@@ -64,7 +64,7 @@ def run_plan(plan: dict[str, Any], conf: dict[str, Any] | None = None, **test_kw
     return dag.test(run_conf=conf or {}, **test_kwargs)
 
 
-def task_states(run) -> dict[str, str]:  # noqa: ANN001
+def task_states(run) -> dict[str, str]:
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session
 
@@ -73,7 +73,7 @@ def task_states(run) -> dict[str, str]:  # noqa: ANN001
         return {ti.task_id: str(ti.state) for ti in tis}
 
 
-def task_start(run, task_id: str) -> float:  # noqa: ANN001
+def task_start(run, task_id: str) -> float:
     """When a task of the run started (Unix time)."""
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session

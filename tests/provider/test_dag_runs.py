@@ -88,10 +88,12 @@ def test_good_version_is_promoted_without_client_errors(eas_conn, airflow_db, tr
 
     states = task_states(run)
     assert run.state == "success", states
-    assert states["rollback"] == "skipped" and states["promote"] == "success"
+    assert states["rollback"] == "skipped"
+    assert states["promote"] == "success"
     assert weights(client, group) == {"good_blue": 0, "good_green": 100}
     assert traffic.failures_at == [], "client errors while the rollout ran"
-    assert traffic.answers["version 2"] > 0 and traffic.answers["version 1"] > 0
+    assert traffic.answers["version 2"] > 0
+    assert traffic.answers["version 1"] > 0
     env = {e["name"]: e["value"] for e in client.describe("good_green").spec["containers"][0]["env"]}
     assert env == {"APP_VERSION": "2", "BIZDATE": "20261124", "CYCTIME": "20261125020000"}
     # The old member is scaled down after the delay; the lease is free again.
@@ -114,8 +116,10 @@ def test_bad_version_is_rolled_back_and_the_run_fails(eas_conn, airflow_db, traf
     assert run.state == "failed", states
     # 20% of answers are 5xx: the warm-up or the first analysis catches it, whichever sees it first
     assert states["warm_up"] == "failed" or states["analysis_50"] == "failed", states
-    assert states["rollback"] == "success" and states["rollout_failed"] == "failed"
-    assert states["promote"] == "upstream_failed" and states["shift_to_100"] == "upstream_failed"
+    assert states["rollback"] == "success"
+    assert states["rollout_failed"] == "failed"
+    assert states["promote"] == "upstream_failed"
+    assert states["shift_to_100"] == "upstream_failed"
     assert weights(client, group) == {"bad_blue": 100, "bad_green": 0}
     wait_until(lambda: client.describe("bad_green").status == "Stopped", 20, "bad member stopped")
     assert traffic.answers["version 1"] > 0
@@ -157,7 +161,8 @@ def test_the_lease_blocks_a_second_rollout(eas_conn, airflow_db, foreign_lease) 
     run = run_plan(rollout_plan("leased_release", group))
     states = task_states(run)
     assert run.state == "failed", states
-    assert states["acquire_lease"] == "failed" and states["deploy"] == "upstream_failed"
+    assert states["acquire_lease"] == "failed"
+    assert states["deploy"] == "upstream_failed"
     # Nothing of this run touched the group: no rollback, and the lease is not ours to release.
     assert states["rollback"] in ("skipped", "upstream_failed")
     assert states["release_lease"] in ("skipped", "upstream_failed")
@@ -193,7 +198,8 @@ def test_triggers_run_against_the_platform(eas_conn, airflow_db) -> None:
         raise AssertionError("no event")
 
     ready = asyncio.run(first(EasServiceReadyTrigger(service=blue, eas_conn_id="eas_default", poll_interval=0.2)))
-    assert ready["status"] == "success" and ready["service"] == blue
+    assert ready["status"] == "success"
+    assert ready["service"] == blue
     json.dumps(ready)
     # No traffic: inconclusive until the deadline, never a pass.
     quiet = EasMetricsTrigger(
@@ -201,4 +207,5 @@ def test_triggers_run_against_the_platform(eas_conn, airflow_db) -> None:
         poll_interval=0.2, deadline=time.time() + 1.5,
     )  # fmt: skip
     event = asyncio.run(first(quiet))
-    assert event["status"] == "timeout" and "Inconclusive" in event["message"]
+    assert event["status"] == "timeout"
+    assert "Inconclusive" in event["message"]

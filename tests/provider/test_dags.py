@@ -48,10 +48,13 @@ def test_canary_dag_shape(tmp_path) -> None:
         assert upstream in dag.task_dict[downstream].upstream_task_ids
     assert dag.task_dict["rollback"].trigger_rule == "one_failed"
     assert set(order[1:]) <= dag.task_dict["rollback"].upstream_task_ids
-    assert dag.task_dict["acquire_lease"].is_setup and dag.task_dict["release_lease"].is_teardown
+    assert dag.task_dict["acquire_lease"].is_setup
+    assert dag.task_dict["release_lease"].is_teardown
     assert dag.task_dict["rollout_failed"].trigger_rule == "one_failed"
-    assert dag.max_active_runs == 1 and not dag.catchup
-    assert dag.timetable.expression == "0 2 * * *" and str(dag.timetable.timezone) == "Asia/Shanghai"
+    assert dag.max_active_runs == 1
+    assert not dag.catchup
+    assert dag.timetable.expression == "0 2 * * *"
+    assert str(dag.timetable.timezone) == "Asia/Shanghai"
     assert set(dag.params) == {"version", "model_path"}
 
 

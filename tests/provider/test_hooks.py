@@ -22,7 +22,8 @@ def test_hook_builds_the_platform_from_the_connection(monkeypatch) -> None:
     )
     platform = EasHook("eas_x").get_platform()
     assert isinstance(platform, EasClient)
-    assert platform.endpoint == "http://10.0.0.5:8600" and platform.token == "tok"
+    assert platform.endpoint == "http://10.0.0.5:8600"
+    assert platform.token == "tok"
     monkeypatch.setenv("AIRFLOW_CONN_EAS_K8S", json.dumps({"conn_type": "kubernetes"}))
     with pytest.raises(EasError, match="not implemented yet"):
         EasHook("eas_k8s").get_platform()
@@ -31,7 +32,8 @@ def test_hook_builds_the_platform_from_the_connection(monkeypatch) -> None:
         json.dumps({"conn_type": "eas", "host": "127.0.0.1", "port": 9, "password": "x"}),
     )
     ok, message = EasHook("eas_down", timeout=1).test_connection()
-    assert not ok and "cannot reach" in message
+    assert not ok
+    assert "cannot reach" in message
 
 
 def test_provider_info_declares_the_connection_type() -> None:
@@ -39,7 +41,8 @@ def test_provider_info_declares_the_connection_type() -> None:
 
     info = get_provider_info()
     [conn] = info["connection-types"]
-    assert conn["connection-type"] == "eas" and conn["hook-class-name"] == "airflow_eas.hooks.eas.EasHook"
+    assert conn["connection-type"] == "eas"
+    assert conn["hook-class-name"] == "airflow_eas.hooks.eas.EasHook"
     for path in info["extra-links"] + [conn["hook-class-name"]]:
         module, _, name = path.rpartition(".")
         assert getattr(importlib.import_module(module), name)

@@ -76,7 +76,9 @@ def test_deploy_goes_to_the_idle_member_and_reports_the_live_one(fake_platform: 
     fake_platform.add_member("g_blue", "g", weight=100)
     context = task_context()
     result = EasDeployServiceOperator(task_id="deploy", group="g", spec=SPEC).execute(context)
-    assert result["service"] == "g_green" and result["previous"] == "g_blue" and result["group"] == "g"
+    assert result["service"] == "g_green"
+    assert result["previous"] == "g_blue"
+    assert result["group"] == "g"
     assert fake_platform.writes("create") == [("create", "g_green")]
     assert context["ti"].xcom[XCOM_KEY]["service"] == "g_green"
 
@@ -114,7 +116,8 @@ def test_warm_up_reads_the_spec_file_and_fails_past_max_errors(fake_platform: Fa
 def test_warm_up_without_data_is_skipped(fake_platform: FakePlatform) -> None:
     fake_platform.add_member("g_blue", "g")
     result = EasWarmUpOperator(task_id="warm", service="g_blue").execute(task_context())
-    assert result["requests"] == 0 and fake_platform.invoked == []
+    assert result["requests"] == 0
+    assert fake_platform.invoked == []
 
 
 # -- traffic -----------------------------------------------------------------------------------
@@ -171,7 +174,8 @@ def test_rollback_skips_when_nothing_was_deployed(fake_platform: FakePlatform) -
 def test_scale_sets_the_instance_count(fake_platform: FakePlatform) -> None:
     fake_platform.add_member("svc", "g")
     result = EasScaleOperator(task_id="scale", service="svc", instances="3").execute(task_context())
-    assert result["instances"] == 3 and fake_platform.describe("svc").instances == 3
+    assert result["instances"] == 3
+    assert fake_platform.describe("svc").instances == 3
     with pytest.raises(AirflowFailException, match="NotFound"):
         EasScaleOperator(task_id="scale", service="missing", instances=1).execute(task_context())
 

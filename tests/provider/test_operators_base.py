@@ -48,4 +48,5 @@ def test_templated_spec_renders_bizdate_cyctime_and_params() -> None:
     from airflow_eas.rollout import DeployTarget, member_spec
 
     spec = member_spec(op.spec, DeployTarget("fraud_blue", "fraud"), model_path=op.model_path)
-    assert spec.group == "fraud" and spec.name == "fraud_blue"
+    assert spec.group == "fraud"
+    assert spec.name == "fraud_blue"

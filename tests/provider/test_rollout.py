@@ -102,7 +102,8 @@ def test_deploy_restarts_a_scaled_down_member(platform: FakePlatform) -> None:
     platform.add_member("g_blue", "g", instances=0, status=STOPPED)
     info = platform.deploy(rollout.member_spec(TEMPLATE, rollout.DeployTarget("g_blue", "g")))
     assert platform.writes("modify", "start") == [("modify", "g_blue"), ("start", "g_blue")]
-    assert info.ready and info.instances == 2
+    assert info.ready
+    assert info.instances == 2
 
 
 # -- traffic -----------------------------------------------------------------------------------
@@ -155,7 +156,8 @@ def test_scale_down_leaves_everything_up_after_a_rollback(platform: FakePlatform
     platform.add_member("g_blue", "g", weight=100)
     platform.add_member("g_green", "g", weight=0)
     result = rollout.scale_down_old_members(platform, "g", "g_green", "stop")
-    assert result.scaled_down == [] and "no longer routes everything" in result.skipped_because
+    assert result.scaled_down == []
+    assert "no longer routes everything" in result.skipped_because
     assert platform.writes("stop", "scale") == []
 
 

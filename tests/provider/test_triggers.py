@@ -44,4 +44,5 @@ def test_trigger_reports_an_unreachable_platform_as_error(monkeypatch) -> None:
             return event.payload
 
     payload = asyncio.run(first())
-    assert payload["status"] == "error" and "cannot reach" in payload["message"]
+    assert payload["status"] == "error"
+    assert "cannot reach" in payload["message"]
