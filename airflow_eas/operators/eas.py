@@ -19,32 +19,8 @@ The rollout logic itself (member naming, idle member, weights) is in :mod:`airfl
 
 from __future__ import annotations
 
-from airflow_eas.operators.deploy import EasDeployServiceOperator, EasWarmUpOperator
-from airflow_eas.operators.lease import EasAcquireLeaseOperator, EasReleaseLeaseOperator
-from airflow_eas.operators.service import EasDeleteServiceOperator, EasScaleOperator
-from airflow_eas.operators.traffic import (
-    EasBakeOperator,
-    EasPromoteOperator,
-    EasRollbackOperator,
-    EasRolloutFailedOperator,
-    EasTrafficShiftOperator,
-)
+from airflow_eas import operators
+from airflow_eas.operators import *  # noqa: F403 - the operators, where they have always been importable
 from airflow_eas.rollout import member_names, pick_idle_member, read_warmup_file, shift_weights
 
-__all__ = [
-    "EasAcquireLeaseOperator",
-    "EasBakeOperator",
-    "EasDeleteServiceOperator",
-    "EasDeployServiceOperator",
-    "EasPromoteOperator",
-    "EasReleaseLeaseOperator",
-    "EasRollbackOperator",
-    "EasRolloutFailedOperator",
-    "EasScaleOperator",
-    "EasTrafficShiftOperator",
-    "EasWarmUpOperator",
-    "member_names",
-    "pick_idle_member",
-    "read_warmup_file",
-    "shift_weights",
-]
+__all__ = [*operators.__all__, "member_names", "pick_idle_member", "read_warmup_file", "shift_weights"]
