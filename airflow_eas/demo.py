@@ -67,6 +67,9 @@ class TrafficDriver:
 
     def _run(self) -> None:
         session = requests.Session()
+        # No proxy look-up per request: it iterates os.environ, which Airflow changes while a run goes on
+        # ("dictionary changed size during iteration" killed this thread); the target is local anyway.
+        session.trust_env = False
         session.headers["Authorization"] = self.token
         next_at = time.monotonic()
         while not self._stop.is_set():
