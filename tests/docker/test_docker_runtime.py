@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import docker
 import pytest
 import requests
 
@@ -22,7 +23,13 @@ def _containers(docker_client, server: EmbeddedServer, service: str, *, all_: bo
     """{container id: inspect} of the server's containers of one service."""
     labels = [f"eas.service={service}", f"eas.data_dir={server.data_dir.resolve()}"]
     found = docker_client.api.containers(all=all_, filters={"label": labels})
-    return {c["Id"]: docker_client.api.inspect_container(c["Id"]) for c in found}
+    out = {}
+    for c in found:
+        try:
+            out[c["Id"]] = docker_client.api.inspect_container(c["Id"])
+        except docker.errors.NotFound:
+            continue  # removed between the listing and the inspect: it is gone, as the server meant
+    return out
 
 
 def _post(info, body: bytes = b"{}") -> requests.Response:  # noqa: ANN001
