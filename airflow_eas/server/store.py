@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # `stopping`: asked to exit, killed after the grace period.
 STARTING, RUNNING, BACKOFF, DRAINING, STOPPING = "starting", "running", "backoff", "draining", "stopping"
 ACTIVE_STATES = (STARTING, RUNNING, BACKOFF)
+DELETED = -1  # `services.desired` of a service being deleted
 
 
 @dataclass

@@ -69,4 +69,3 @@ def test_eas_sdk_signed_requests_pass_the_gateway(eas_server, sdk: Path) -> None
 
     assert _call(sdk, eas_server.gateway, "sdk_svc", "wrong-token-123", "x") == "HTTP 401"
     assert _call(sdk, eas_server.gateway, "sdk_svc", group.token, "x") == "HTTP 401", "another name's token"
-    client.delete("sdk_svc")

@@ -67,7 +67,6 @@ def test_wrong_or_missing_token_is_401(eas_server) -> None:  # noqa: ANN001
     assert _post(f"{eas_server.gateway}/api/predict/nope", info.token).status_code == 404
     # the admin API wants the admin token
     assert requests.get(f"{eas_server.endpoint}/api/v2/services", timeout=5).status_code == 401
-    client.delete("authz")
 
 
 def test_bad_specs_rejected_with_their_reasons(eas_server) -> None:  # noqa: ANN001
@@ -92,7 +91,6 @@ def test_bad_specs_rejected_with_their_reasons(eas_server) -> None:  # noqa: ANN
     client.create(parse_spec(echo_spec("dupe")))
     with pytest.raises(Conflict, match="already exists"):
         client.create(parse_spec(echo_spec("dupe")))
-    client.delete("dupe")
 
 
 def test_group_split_follows_weights(eas_server) -> None:  # noqa: ANN001
@@ -153,7 +151,6 @@ def test_kill_9_of_an_instance_under_load_costs_clients_nothing(eas_server) -> N
 
     info = wait_until(restarted, 30, "the killed instance to be restarted")
     assert any("exited" in e.message or "killed" in e.message for e in info.events)
-    client.delete("sturdy")
 
 
 def test_rolling_update_under_load(eas_server) -> None:  # noqa: ANN001
@@ -171,7 +168,6 @@ def test_rolling_update_under_load(eas_server) -> None:  # noqa: ANN001
     assert load.errors == 0, load.failures[:5]
     assert len(new.instance_list) == 2
     assert _post(info.endpoint, info.token).json()["version"] == "2"
-    client.delete("roll")
 
 
 def test_service_that_cannot_start_is_failed_with_reason(eas_server) -> None:  # noqa: ANN001
@@ -182,7 +178,6 @@ def test_service_that_cannot_start_is_failed_with_reason(eas_server) -> None:  #
     assert "refusing to start" in info.reason, "the reason carries the last log lines"
     assert any(e.level == "error" for e in info.events)
     assert "refusing to start" in client.logs("crashing")
-    client.delete("crashing")
 
 
 def test_failed_update_keeps_the_old_version_serving(eas_server) -> None:  # noqa: ANN001
@@ -194,7 +189,6 @@ def test_failed_update_keeps_the_old_version_serving(eas_server) -> None:  # noq
         wait_until(lambda: client.describe("keep").status == "Failed", 30, "Failed")
     assert load.errors == 0
     assert _post(info.endpoint, info.token).json()["version"] == "1"
-    client.delete("keep")
 
 
 def test_metrics_and_prometheus(eas_server) -> None:  # noqa: ANN001
@@ -211,7 +205,6 @@ def test_metrics_and_prometheus(eas_server) -> None:  # noqa: ANN001
                         headers={"Authorization": f"Bearer {eas_server.token}"}).text
     assert 'eas_requests_total{service="measured"} 200\n' in text
     assert f'eas_errors_total{{service="measured"}} {codes[500]}\n' in text
-    client.delete("measured")
 
 
 def _pid_listening(address: str) -> int:

@@ -38,4 +38,3 @@ def test_git_password_never_shown(eas_server) -> None:  # noqa: ANN001
     client.modify(parse_spec({**info.spec, "metadata": {"instance": 1, "warm_up_count": 2}}))
     info = client.describe("secretive")
     assert info.spec["storage"][0]["git"]["password"] == REDACTED and SECRET not in repr(info.to_dict())
-    client.delete("secretive")

@@ -27,4 +27,3 @@ def test_web_app_link_works_in_a_browser(eas_server) -> None:  # noqa: ANN001
 
     assert requests.get(f"{info.endpoint}/", timeout=10).status_code == 401, "no token, no page"
     assert requests.get(f"{info.endpoint}/?token=wrong", timeout=10).status_code == 401
-    client.delete("playground")
