@@ -162,7 +162,7 @@ class ControlPlane:
             self.store.update_service(name, desired=DELETED)
         self.reconciler.wake()
 
-    def _live(self, name: str):  # noqa: ANN202
+    def _live(self, name: str):
         svc = self.store.service(name)
         if svc.desired == DELETED:
             raise Conflict(f"service {name!r} is being deleted")
@@ -245,7 +245,7 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _runtime(config: ServerConfig):  # noqa: ANN202
+def _runtime(config: ServerConfig):
     if config.runtime == "process":
         return ProcessRuntime()
     if config.runtime == "docker":

@@ -23,7 +23,7 @@ MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
 
 
 @pytest.fixture(scope="session")
-def docker_client():  # noqa: ANN201
+def docker_client():
     docker = pytest.importorskip("docker")
     try:
         client = docker.from_env(timeout=60)
@@ -44,12 +44,12 @@ def _build(target: str, image: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def base_image(docker_client) -> str:  # noqa: ANN001
+def base_image(docker_client) -> str:
     return _build("base", BASE_IMAGE)
 
 
 @pytest.fixture(scope="session")
-def model_server_image(docker_client) -> str:  # noqa: ANN001
+def model_server_image(docker_client) -> str:
     return _build("model-server", MODEL_SERVER_IMAGE)
 
 

@@ -87,7 +87,7 @@ class Gateway:
         self._validate()
         for path in (self.config.admin_sock, self.master_sock):
             path.unlink(missing_ok=True)
-        log = open(self.dir / "haproxy.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.dir / "haproxy.log", "ab")
         self._proc = subprocess.Popen(
             ["haproxy", "-W", "-S", str(self.master_sock), "-f", str(self.cfg), "-p", str(self.pidfile)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,

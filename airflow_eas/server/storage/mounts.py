@@ -162,7 +162,7 @@ def _existing(path: str, where: str, runtime: str) -> str:
     return path
 
 
-def _nfs_source(nfs, runtime: str, where: str) -> str:  # noqa: ANN001 - spec.NfsMount
+def _nfs_source(nfs, runtime: str, where: str) -> str:
     if nfs.server in LOCAL_NFS_SERVERS:
         return _existing(nfs.path, f"{where} (nfs on {nfs.server}, read as a local path)", runtime)
     if runtime == "docker":

@@ -79,7 +79,7 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path):  # noqa: ANN201
+def rig(tmp_path: Path):
     r = Rig(tmp_path, Timings(drain_settle=0.05, drain_timeout=1.0, grace=0.3, backoff_base=0.5))
     try:
         yield r

@@ -41,7 +41,7 @@ def test_draining_instance_is_stopped_after_drain_timeout_even_with_requests(rig
     assert inst.state == STOPPING
 
 
-def test_ready_instance_is_routed_before_it_is_called_running(rig: Rig, monkeypatch) -> None:  # noqa: ANN001
+def test_ready_instance_is_routed_before_it_is_called_running(rig: Rig, monkeypatch) -> None:
     monkeypatch.setattr("airflow_eas.server.reconciler.lifecycle.is_ready", lambda *a, **k: True)
     inst = rig.instance(STARTING)
     inst.in_gateway = False
