@@ -29,6 +29,7 @@ from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.prometheus import render_prometheus
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.runtimes.process import ProcessRuntime
+from airflow_eas.server.series import SeriesSampler, SeriesStore
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
 from airflow_eas.spec import check_name, parse_spec, restore_secrets, spec_dict
@@ -69,15 +70,20 @@ class ControlPlane:
         storage_for(data_dir, config.oss)
         self.runtime = _runtime(config)
         self.reconciler = Reconciler(self.store, self.runtime, self.gateway, self.metrics, data_dir, timings)
+        self.series = SeriesStore(data_dir / "series.db")
+        self.sampler = SeriesSampler(self.series, self.metrics, self.store, self.runtime)
         self.gateway_url = f"http://{config.host}:{config.gateway_port}"
 
     def start(self) -> None:
         self.metrics.start()
         self.reconciler.start()
+        self.sampler.start()
 
     def shutdown(self) -> None:
+        self.sampler.stop()
         self.reconciler.stop(stop_instances=True)
         self.metrics.close()
+        self.series.close()
 
     # -- services --------------------------------------------------------------------------
 
@@ -177,6 +183,13 @@ class ControlPlane:
             raise NotFound(f"service {name!r} not found")
         w = self.metrics.window(name, window)
         return Metrics(name, w.seconds, w.requests, w.errors, w.p50_ms, w.p95_ms, w.p99_ms, w.rps).to_dict()
+
+    def series_of(self, name: str, window: str) -> dict:
+        """10-second points of a service (its instances' CPU and memory too) or a group."""
+        if self.store.has_service(name):
+            return self.series.series(name, window, usage_of=name)
+        self.store.group_token(name)  # NotFound names the group
+        return self.series.series(f"group:{name}", window)
 
     def logs(self, name: str, lines: int) -> str:
         self.store.service(name)
@@ -322,6 +335,11 @@ def build_app(cp: ControlPlane) -> FastAPI:
     @v2.get("/services/{name}/metrics")
     def service_metrics(name: str, window: int = 60) -> dict:
         return cp.metrics_of(name, window)
+
+    @v2.get("/services/{name}/series")
+    def service_series(name: str, window: str = "15m") -> dict:
+        cp.store.service(name)
+        return cp.series_of(name, window)
 
     @v2.get("/services/{name}/logs")
     def service_logs(name: str, lines: int = 100) -> dict:

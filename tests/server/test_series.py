@@ -1,0 +1,144 @@
+"""The time series store: 10-second points, 24 h kept, a bounded file; the sampler's periods."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_eas.errors import InvalidSpec
+from airflow_eas.server.metrics import MetricsCollector
+from airflow_eas.server.runtimes.process import ProcessRuntime
+from airflow_eas.server.series import RETENTION_SECONDS, STEP, SeriesSampler, SeriesStore, TrafficPoint, UsagePoint
+from airflow_eas.server.store import Store
+
+
+def point(key: str, requests: float = 10, errors: float = 0, p99: float = 20) -> TrafficPoint:
+    return TrafficPoint(key, requests, errors, 5.0, 10.0, p99)
+
+
+@pytest.fixture
+def series(tmp_path: Path) -> SeriesStore:
+    s = SeriesStore(tmp_path / "series.db")
+    yield s
+    s.close()
+
+
+def test_points_come_back_as_columns_per_10_seconds(series: SeriesStore) -> None:
+    t0 = 1_800_000_000
+    for i in range(6):
+        series.add(t0 + i * STEP, [point("a", requests=10 * (i + 1), errors=i)], [])
+    out = series.series("a", "15m", now=t0 + 5 * STEP)
+    assert out["step_seconds"] == 10 and out["window_seconds"] == 900
+    cols = out["points"]
+    assert cols["t"] == [t0 + i * STEP for i in range(6)]
+    assert cols["requests"] == [10, 20, 30, 40, 50, 60]
+    assert cols["rps"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert cols["error_rate"][2] == pytest.approx(2 / 30, abs=1e-4)
+    assert cols["p99_ms"] == [20.0] * 6
+
+
+def test_24h_window_merges_into_minutes_keeping_the_worst_percentile(series: SeriesStore) -> None:
+    t0 = 1_800_000_020  # not on a minute: the first minute has 4 points, the next 6
+    for i in range(10):
+        series.add(t0 + i * STEP, [point("a", requests=6, errors=1, p99=100 if i == 7 else 20)], [])
+    out = series.series("a", "24h", now=t0 + 9 * STEP)
+    cols = out["points"]
+    assert out["step_seconds"] == 60
+    assert sum(cols["requests"]) == 60 and sum(cols["errors"]) == 10
+    assert max(cols["p99_ms"]) == 100.0  # the spike is not averaged away
+    assert all(t % 60 == 0 for t in cols["t"])
+
+
+def test_points_older_than_24h_go(series: SeriesStore) -> None:
+    t0 = 1_800_000_000
+    series.add(t0, [point("a")], [UsagePoint("a", "a-1", 5.0, 2**20)])
+    series.add(t0 + RETENTION_SECONDS - STEP, [point("a")], [])
+    assert series.rows("traffic") == 2 and series.rows("usage") == 1
+    series.add(t0 + RETENTION_SECONDS, [point("a")], [])
+    assert series.rows("traffic") == 2  # the first is exactly 24 h old now
+    assert series.rows("usage") == 0
+    assert series.series("a", "24h", now=t0 + RETENTION_SECONDS)["points"]["t"][0] > t0
+
+
+def test_the_file_stays_bounded_whatever_the_number_of_services(tmp_path: Path) -> None:
+    store = SeriesStore(tmp_path / "series.db", max_rows=500)
+    t0 = 1_800_000_000
+    for i in range(100):  # 100 periods of 20 services: 2000 points
+        store.add(t0 + i * STEP, [point(f"svc{k}") for k in range(20)], [])
+    assert store.rows("traffic") == 500
+    newest = store.series("svc3", "15m", now=t0 + 99 * STEP)["points"]["t"]
+    assert newest[-1] == t0 + 99 * STEP  # the oldest went, the newest stayed
+    size_then = _checkpointed_size(tmp_path / "series.db")
+    for i in range(100, 400):
+        store.add(t0 + i * STEP, [point(f"svc{k}") for k in range(20)], [])
+    assert store.rows("traffic") == 500
+    assert _checkpointed_size(tmp_path / "series.db") <= size_then * 1.5  # free pages are reused
+    store.close()
+
+
+def _checkpointed_size(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return os.path.getsize(path)
+
+
+def test_usage_per_instance(series: SeriesStore) -> None:
+    t0 = 1_800_000_000
+    for i in range(3):
+        series.add(t0 + i * STEP, [], [UsagePoint("a", "a-1", 10.0 * i, (i + 1) * 2**20),
+                                      UsagePoint("a", "a-2", 1.0, 2**20), UsagePoint("b", "b-1", 1, 1)])
+    out = series.series("a", "15m", usage_of="a", now=t0 + 2 * STEP)["instances"]
+    assert set(out) == {"a-1", "a-2"}
+    assert out["a-1"]["cpu_percent"] == [0.0, 10.0, 20.0]
+    assert out["a-1"]["memory_mb"] == [1.0, 2.0, 3.0]
+
+
+def test_bad_window_is_a_clear_error(series: SeriesStore) -> None:
+    with pytest.raises(InvalidSpec, match="window: '2d' is not one of 15m, 1h, 24h"):
+        series.series("a", "2d")
+
+
+def test_sampler_takes_the_complete_period_before_its_boundary(tmp_path: Path) -> None:
+    """Requests of t-10 .. t-1 are the point of t; a request in the running second t is the next one's."""
+    store, series, metrics = Store(tmp_path / "state.db"), SeriesStore(tmp_path / "series.db"), MetricsCollector()
+    try:
+        store.insert_service("a", {"name": "a"}, 1, "tok", None)
+        store.join_group("g", "a", "gtok")
+        t = 1_800_000_000
+        for second, ms, error in [(t - 11, 1, False), (t - 10, 10, False), (t - 5, 30, True), (t - 1, 50, False),
+                                  (t, 99, False)]:
+            metrics.record(("group:g", "a"), error, ms, now=second)
+        SeriesSampler(series, metrics, store, ProcessRuntime()).sample(t)
+        a = series.series("a", "15m", now=t)["points"]
+        assert a["t"] == [t] and a["requests"] == [3] and a["errors"] == [1] and a["p99_ms"] == [50.0]
+        assert series.series("group:g", "15m", now=t)["points"]["requests"] == [3]
+    finally:
+        metrics.close()
+        series.close()
+
+
+def test_process_usage_reads_cpu_and_memory_of_a_live_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "x = bytearray(64 * 2**20)\nwhile True: pass"],
+                            start_new_session=True)
+    try:
+        runtime = ProcessRuntime()
+        from airflow_eas.server.runtimes.process import _start_time
+
+        handle = f"{proc.pid}:{_start_time(proc.pid)}"
+        runtime.usage(handle)
+        time.sleep(1.0)
+        used = runtime.usage(handle)
+        assert used is not None
+        assert used.memory_bytes > 64 * 2**20
+        assert used.cpu_percent > 20  # a busy loop on a shared machine still shows
+    finally:
+        proc.kill()
+        proc.wait()
+    assert runtime.usage(handle) is None
