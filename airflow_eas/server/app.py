@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from airflow_eas import __version__
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, Unauthorized
 from airflow_eas.platform.base import GroupInfo, GroupMember, Lease, Metrics
+from airflow_eas.server.console import mount_console
 from airflow_eas.server.gateway import Gateway
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.prometheus import render_prometheus
@@ -191,15 +192,20 @@ class ControlPlane:
         self.store.group_token(name)  # NotFound names the group
         return self.series.series(f"group:{name}", window)
 
-    def logs(self, name: str, lines: int) -> str:
+    def logs(self, name: str, lines: int, instance: str | None = None) -> str:
+        """The last lines of each instance's log (the 8 latest), or of one ``instance`` alone."""
         self.store.service(name)
         folder = self.config.data_dir / "logs" / name
         files = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+        if instance is not None:
+            files = [p for p in files if p.stem == instance]  # names from the folder, never from the caller
+            if not files:
+                raise NotFound(f"no log of instance {instance!r} of service {name!r}")
         out = []
         for path in files[-8:]:
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"==> {path.stem} <==")
-            out.extend(text)
+            if instance is None:
+                out.append(f"==> {path.stem} <==")
+            out.extend(_tail(path, lines))
         return "\n".join(out)
 
     # -- groups ----------------------------------------------------------------------------
@@ -245,6 +251,15 @@ class ControlPlane:
         check_name(name, "group")
         expires = self.store.acquire_lease(name, holder, float(ttl))
         return Lease(name, holder, expires).to_dict()
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines, reading only the end of a long log."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        start = f.seek(max(0, size - lines * 400))
+        text = f.read().decode(errors="replace").splitlines()
+    return (text[1:] if start else text)[-lines:]  # from a seek, the first line is a partial one
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -342,8 +357,8 @@ def build_app(cp: ControlPlane) -> FastAPI:
         return cp.series_of(name, window)
 
     @v2.get("/services/{name}/logs")
-    def service_logs(name: str, lines: int = 100) -> dict:
-        return {"logs": cp.logs(name, max(1, min(lines, 5000)))}
+    def service_logs(name: str, lines: int = 100, instance: str | None = None) -> dict:
+        return {"logs": cp.logs(name, max(1, min(lines, 5000)), instance)}
 
     @v2.get("/groups")
     def list_groups() -> dict:
@@ -380,6 +395,7 @@ def build_app(cp: ControlPlane) -> FastAPI:
         return PlainTextResponse(render_prometheus(cp), media_type="text/plain; version=0.0.4")
 
     app.include_router(v2)
+    mount_console(app, cp)
 
     return app
 
