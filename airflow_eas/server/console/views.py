@@ -178,6 +178,14 @@ def console_router(cp: ControlPlane) -> APIRouter:  # noqa: C901 - one closure p
     def service_token(name: str, _: Session = Depends(fragment)) -> Response:
         return JSONResponse({"token": cp.store.service(name).token}, headers=HEADERS)
 
+    @router.get("/services/{name}/app")
+    def web_app(name: str, _: Session = Depends(page)) -> Response:
+        """The web app's link carries its token: handed out on a click, never written into a page."""
+        link = cp.describe(name)["link"]
+        if not link:
+            raise HTTPException(404, f"{name} is not a web app (an image deployment)", headers=HEADERS)
+        return RedirectResponse(link, status_code=303, headers=HEADERS)
+
     @router.get("/services/{name}/logs")
     def service_logs(name: str, instance: str, lines: int = 200, _: Session = Depends(fragment)) -> Response:
         return PlainTextResponse(cp.logs(name, max(1, min(lines, 2000)), instance), headers=HEADERS)
