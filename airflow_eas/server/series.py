@@ -32,6 +32,7 @@ STEP = 10
 RETENTION_SECONDS = 24 * 3600
 MAX_ROWS = 500_000  # per table: ~40 MB; 57 keys at one point per 10 s for 24 h
 LATE_SECONDS = 1.0  # the gateway's last log lines of a period arrive this late at most
+MAX_CATCH_UP = 600  # seconds of missed periods taken late (the collector keeps 900)
 # window name -> (seconds, step of the answer): 24 h in minutes keeps a chart's payload small
 WINDOWS = {"15m": (900, STEP), "1h": (3600, STEP), "24h": (86400, 60)}
 
@@ -193,28 +194,35 @@ class SeriesSampler:
             self._thread.join(timeout=10)
 
     def _loop(self) -> None:
+        last = None
         while True:
             now = self.clock()
             boundary = (int(now) // STEP + 1) * STEP
             if self._stopped.wait(boundary + LATE_SECONDS - now):
                 return
+            # A starved thread (a busy host) catches up: the collector still holds the periods it missed.
+            missed = range(last + STEP, boundary, STEP) if last and boundary - last <= MAX_CATCH_UP else ()
             try:
+                for t in missed:
+                    self.sample(t, usage=False)
                 self.sample(boundary)
+                last = boundary
             except Exception:  # a chart may miss a point; the sampler must go on
                 log.exception("time series sample failed")
 
-    def sample(self, t: int) -> None:
-        """The point of the period ``[t - STEP, t)`` for every service and group, and usage now."""
+    def sample(self, t: int, *, usage: bool = True) -> None:
+        """The point of the period ``[t - STEP, t)`` for every service and group, and (``usage``) CPU and
+        memory now."""
         keys = [s.name for s in self.store.services()] + [f"group:{g}" for g, _ in self.store.groups()]
         traffic = []
         for key in keys:
             w = self.metrics.window(key, STEP, now=t - 1)  # the seconds t-10 .. t-1, all complete
             traffic.append(TrafficPoint(key, w.requests, w.errors, w.p50_ms, w.p95_ms, w.p99_ms))
-        usage = []
-        for inst in self.store.instances():
+        used_now = []
+        for inst in self.store.instances() if usage else ():
             if not inst.handle:
                 continue
             used = self.runtime.usage(inst.handle)
             if used is not None:
-                usage.append(UsagePoint(inst.service, inst.id, used.cpu_percent, used.memory_bytes))
-        self.series.add(t, traffic, usage)
+                used_now.append(UsagePoint(inst.service, inst.id, used.cpu_percent, used.memory_bytes))
+        self.series.add(t, traffic, used_now)

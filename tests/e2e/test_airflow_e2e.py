@@ -147,6 +147,15 @@ def test_rollout_through_a_real_airflow_deployment(airflow_deployment: AirflowDe
     page = af._session.get(console, timeout=10)
     assert page.status_code == 200 and GROUP in page.text and f"{GROUP}_green=100%" in page.text, page.text[:500]
     assert token not in page.text, "tokens are never shown"
+    # The rollout view: a tab of each DAG run, behind Airflow's login and DAG-run permission.
+    views = [v for p in af.api("GET", "/plugins")["plugins"] for v in p["external_views"]]
+    assert any(v["destination"] == "dag_run" and "{RUN_ID}" in v["href"] for v in views), views
+    rollout = f"{af.url}/eas/rollouts/{DAG_ID}/{run_id}"
+    assert requests.get(rollout, timeout=10).status_code in (401, 403), "the rollout view needs an Airflow login"
+    view = af._session.get(rollout, timeout=30)
+    assert view.status_code == 200 and "promoted" in view.text and f"{GROUP}_green" in view.text, view.text[:500]
+    data = af._session.get(f"{rollout}/data", timeout=30).json()
+    assert data["outcome"] == "promoted" and data["weights"]["candidate"][-1] == 100
 
     _no_listener_beyond_localhost(af)
     processes = af.processes_alive()

@@ -122,23 +122,51 @@ def test_sampler_takes_the_complete_period_before_its_boundary(tmp_path: Path) -
 
 
 def test_process_usage_reads_cpu_and_memory_of_a_live_process(tmp_path: Path) -> None:
+    """A busy process shows CPU and its memory; an idle one next to it shows (almost) no CPU."""
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-c", "x = bytearray(64 * 2**20)\nwhile True: pass"],
-                            start_new_session=True)
-    try:
-        runtime = ProcessRuntime()
-        from airflow_eas.server.runtimes.process import _start_time
+    from airflow_eas.server.runtimes.process import _start_time
 
-        handle = f"{proc.pid}:{_start_time(proc.pid)}"
-        runtime.usage(handle)
-        time.sleep(1.0)
-        used = runtime.usage(handle)
-        assert used is not None
-        assert used.memory_bytes > 64 * 2**20
-        assert used.cpu_percent > 20  # a busy loop on a shared machine still shows
+    busy = subprocess.Popen([sys.executable, "-c", "x = bytearray(64 * 2**20)\nwhile True: pass"],
+                            start_new_session=True)
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    runtime = ProcessRuntime()
+    try:
+        time.sleep(0.5)
+        handles = [f"{p.pid}:{_start_time(p.pid)}" for p in (busy, idle)]
+        for handle in handles:
+            runtime.usage(handle)  # CPU is measured between two calls
+        time.sleep(2.0)
+        used, rested = (runtime.usage(h) for h in handles)
+        assert used is not None and rested is not None
+        assert used.memory_bytes > 64 * 2**20 > rested.memory_bytes
+        assert used.cpu_percent > 5 > rested.cpu_percent  # a busy loop, even on a shared machine
     finally:
-        proc.kill()
-        proc.wait()
-    assert runtime.usage(handle) is None
+        for p in (busy, idle):
+            p.kill()
+            p.wait()
+    assert runtime.usage(handles[0]) is None
+
+def test_a_starved_sampler_catches_up_the_periods_it_missed(tmp_path: Path) -> None:
+    """The thread wakes 35 s late: the three missed periods are taken from the collector, not lost."""
+    store, series, metrics = Store(tmp_path / "state.db"), SeriesStore(tmp_path / "series.db"), MetricsCollector()
+    t0 = (int(time.time()) // STEP) * STEP
+    clock = iter([t0 + 4.0, t0 + 44.0, t0 + 50.0])  # first boundary t0+10; the next wake is 35 s late
+    sampler = SeriesSampler(series, metrics, store, ProcessRuntime(), clock=lambda: next(clock))
+    store.insert_service("a", {"name": "a"}, 1, "tok", None)
+    for second in range(t0, t0 + 50):
+        metrics.record(("a",), False, 5, now=second)
+    waits = []
+
+    def fake_wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return len(waits) > 2
+
+    sampler._stopped.wait = fake_wait  # type: ignore[method-assign]
+    try:
+        sampler._loop()
+        assert series.series("a", "15m", now=t0 + 60)["points"]["t"] == [t0 + 10, t0 + 20, t0 + 30, t0 + 40, t0 + 50]
+    finally:
+        metrics.close()
+        series.close()
