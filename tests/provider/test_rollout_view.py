@@ -25,7 +25,7 @@ def released(eas_conn, airflow_db) -> Iterator[tuple[str, str]]:  # noqa: ANN001
     seed_group(client, group)
     traffic = traffic_to(eas_conn, group)
     time.sleep(1)
-    run = run_plan(rollout_plan("viewed_release", group, analysis={
+    run = run_plan(rollout_plan("viewed_release", group, bake_seconds=6, analysis={
         "window_seconds": 4, "min_requests": 15, "max_error_rate": 0.05, "max_p99_ms": 500,
         "timeout_seconds": 30, "poll_seconds": 1}))
     time.sleep(1)

@@ -66,7 +66,7 @@
   function metricTable(data, key, scale, limit) {
     const tables = [];
     const labels = [];
-    for (const role of ["candidate", "stable"]) {
+    for (const role of ["stable", "candidate"]) {  // the candidate drawn last, on top
       const m = data.metrics[role];
       if (m && m.t.length) {
         tables.push([m.t, m[key].map((v) => (scale ? scale(v) : v))]);
@@ -83,8 +83,9 @@
   }
 
   const styleOf = (label, data) => ({
-    candidate: { label: `candidate ${data.candidate}`, stroke: CANDIDATE },
-    stable: { label: `stable ${data.stable}`, stroke: STABLE },
+    // dots too: a candidate that took traffic for a few seconds has a single 10-second point
+    candidate: { label: `candidate ${data.candidate}`, stroke: CANDIDATE, points: { show: true, size: 6 } },
+    stable: { label: `stable ${data.stable}`, stroke: STABLE, points: { show: true, size: 4 } },
     threshold: { label: "threshold", stroke: LIMIT, dash: [6, 4], width: 1.5 },
   })[label];
 
