@@ -123,3 +123,17 @@ def test_the_rollout_view_in_a_browser(released, plugin_app, tmp_path: Path) -> 
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_eas_pages_need_a_user_who_may_read_the_connection(released, plugin_app) -> None:  # noqa: ANN001
+    from fastapi.testclient import TestClient
+
+    auth_manager, app = plugin_app
+    http = TestClient(app)
+    assert http.get("/").status_code == 401
+    assert http.get("/", headers=bearer(auth_manager, "viewer")).status_code == 403  # connections need "op"
+    page = http.get("/", headers=bearer(auth_manager, "op"))
+    assert page.status_code == 200 and "viewed_green=100%" in page.text and "viewed_blue=0%" in page.text
+    service = http.get("/services/viewed_green", headers=bearer(auth_manager, "op"))
+    assert service.status_code == 200 and "Running" in service.text
+    assert http.get("/services/viewed_green").status_code == 401

@@ -67,7 +67,7 @@ def _ago(t: float | None) -> str:
     return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h"
 
 
-def console_router(cp: ControlPlane) -> APIRouter:  # noqa: C901 - one closure per route, by design
+def console_router(cp: ControlPlane) -> APIRouter:
     sessions = Sessions(cp.config.data_dir, cp.admin_token)
     env = _templates()
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
