@@ -128,9 +128,9 @@ def create_app() -> FastAPI:
     app.mount("/static/lib", StaticFiles(directory=CHART_LIBRARY), name="eas-chart-library")
     app.mount("/static", StaticFiles(directory=UI / "static"), name="eas-static")
 
-    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         base = request.scope.get("root_path", "").rstrip("/")  # where Airflow mounted this app
-        html = env.get_template(name).render(base=base, **ctx)
+        html = env.get_template(template).render(base=base, **ctx)
         return HTMLResponse(html, status_code=status, headers=HEADERS)
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Depends(may_read_connection)])
