@@ -173,5 +173,6 @@ class EasPlugin(AirflowPlugin):
     external_views = [
         {"name": "EAS", "href": "/eas/", "destination": "nav", "category": "browse"},
         # a tab of every DAG run; Airflow fills in the placeholders (relative: works behind a path prefix)
-        {"name": "Rollout", "href": "eas/rollouts/{DAG_ID}/{RUN_ID}", "destination": "dag_run"},
+        {"name": "Rollout", "href": "eas/rollouts/{DAG_ID}/{RUN_ID}", "destination": "dag_run",
+         "url_route": "eas-rollout"},  # the tab's own address: /dags/<dag>/runs/<run>/plugin/eas-rollout
     ]
