@@ -100,6 +100,7 @@ class ControlPlane:
                     self.store.delete_service(spec.name)
                     raise
             self.store.add_event(spec.name, "info", f"service created with {spec.metadata.instance} instance(s)")
+        self.series.forget(spec.name)  # points of a deleted service of the same name
         self.reconciler.wake()
         return self.describe(spec.name)
 

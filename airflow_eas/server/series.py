@@ -117,6 +117,12 @@ class SeriesStore:
                     )
             self._db.execute("COMMIT")
 
+    def forget(self, service: str) -> None:
+        """A new service of an old name starts with empty charts."""
+        with self._lock:
+            self._db.execute("DELETE FROM traffic WHERE key=?", (service,))
+            self._db.execute("DELETE FROM usage WHERE service=?", (service,))
+
     def rows(self, table: str) -> int:
         with self._lock:
             return self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]

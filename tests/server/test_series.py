@@ -97,6 +97,16 @@ def test_usage_per_instance(series: SeriesStore) -> None:
     assert out["a-1"]["memory_mb"] == [1.0, 2.0, 3.0]
 
 
+def test_forget_drops_a_service_and_keeps_the_others(series: SeriesStore) -> None:
+    t0 = 1_800_000_000
+    series.add(t0, [point("a"), point("b")], [UsagePoint("a", "a-1", 1.0, 1), UsagePoint("b", "b-1", 1.0, 1)])
+    series.forget("a")
+    assert series.series("a", "15m", usage_of="a", now=t0) == {
+        "name": "a", "window_seconds": 900, "step_seconds": 10, "instances": {},
+        "points": {k: [] for k in ("t", "requests", "errors", "rps", "error_rate", "p50_ms", "p95_ms", "p99_ms")}}
+    assert series.series("b", "15m", usage_of="b", now=t0)["points"]["t"] == [t0]
+
+
 def test_bad_window_is_a_clear_error(series: SeriesStore) -> None:
     with pytest.raises(InvalidSpec, match="window: '2d' is not one of 15m, 1h, 24h"):
         series.series("a", "2d")
