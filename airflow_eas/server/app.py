@@ -425,7 +425,8 @@ def serve(config: ServerConfig) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(
-        f"eas server: API http://{config.host}:{config.api_port}  gateway {cp.gateway_url}  "
+        f"eas server: API http://{config.host}:{config.api_port}  console http://{config.host}:{config.api_port}"
+        f"/console/  gateway {cp.gateway_url}  "
         f"admin token in {config.data_dir / 'admin_token'}",
         flush=True,
     )
