@@ -255,5 +255,10 @@ class Store:
             self._x("INSERT OR REPLACE INTO leases(grp, holder, expires_at) VALUES (?, ?, ?)", (grp, holder, expires))
             return expires
 
+    def lease(self, grp: str) -> tuple[str, float] | None:
+        """``(holder, expires_at)`` of the group's lease while it holds."""
+        rows = self._q("SELECT holder, expires_at FROM leases WHERE grp=? AND expires_at > ?", (grp, time.time()))
+        return (rows[0]["holder"], rows[0]["expires_at"]) if rows else None
+
     def release_lease(self, grp: str, holder: str) -> None:
         self._x("DELETE FROM leases WHERE grp=? AND holder=?", (grp, holder))
