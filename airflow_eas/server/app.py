@@ -31,7 +31,7 @@ from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.runtimes.process import ProcessRuntime
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
-from airflow_eas.spec import check_name, parse_spec, restore_secrets, spec_dict
+from airflow_eas.spec import ServiceSpec, check_name, parse_spec, restore_secrets, spec_dict
 
 log = logging.getLogger("airflow_eas.server")
 
@@ -93,6 +93,7 @@ class ControlPlane:
                     self.store.delete_service(spec.name)
                     raise
             self.store.add_event(spec.name, "info", f"service created with {spec.metadata.instance} instance(s)")
+            _note_ignored_cloud(self.store, spec)
         self.reconciler.wake()
         return self.describe(spec.name)
 
@@ -123,6 +124,7 @@ class ControlPlane:
                 failed_version=None, reason="",
             )
             self.store.add_event(name, "info", f"version {svc.version + 1}: rolling update started")
+            _note_ignored_cloud(self.store, spec)
         self.reconciler.wake()
         return self.describe(name)
 
@@ -398,3 +400,11 @@ def serve(config: ServerConfig) -> None:
         server.run()
     finally:
         cp.shutdown()
+
+
+def _note_ignored_cloud(store: Store, spec: ServiceSpec) -> None:
+    """One host has no instance types: say so where the user looks (describe's events), not silently."""
+    if spec.cloud and spec.cloud.instance_types:
+        types = ", ".join(spec.cloud.instance_types)
+        store.add_event(spec.name, "warning", f"cloud.computing.instances ({types}) ignored: a single host "
+                        "has no instance types; they apply on a Kubernetes platform")
