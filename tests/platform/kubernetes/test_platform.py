@@ -1,0 +1,224 @@
+"""KubernetesPlatform through KubernetesHook against the emulated API server, the test playing the controllers."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from airflow_eas.errors import Conflict, InvalidSpec, NotFound
+from airflow_eas.platform.kubernetes import KubernetesPlatform
+from airflow_eas.spec import parse_spec
+from tests.platform.kubernetes.emulator import CRASH, IMAGE_PULL, UNSCHEDULABLE, Controllers
+
+
+def platform_of(conn_id: str) -> KubernetesPlatform:
+    from airflow_eas.hooks.eas import EasHook
+
+    platform = EasHook(conn_id).get_platform()
+    assert isinstance(platform, KubernetesPlatform)
+    return platform
+
+
+def image_spec(name: str, version: str = "1", token: str | None = None, **metadata: object) -> dict:
+    return {
+        "name": name,
+        **({"token": token} if token else {}),
+        "containers": [{"image": f"registry.example.com/echo:{version}", "command": "python app.py", "port": 8000,
+                        "env": [{"name": "APP_VERSION", "value": version}]}],
+        "metadata": {"instance": 2, **metadata},
+    }
+
+
+def test_create_describe_scale_stop_start_modify_delete(kube_conn: str, controllers: Controllers) -> None:
+    p = platform_of(kube_conn)
+    assert p.ns == controllers.namespace and p.settings.gateway_name == "eg"
+    info = p.create(parse_spec(image_spec("fraud_blue", token="tok-fraud-blue-1")))
+    assert (info.status, info.instances, info.running_instances, info.version) == ("Creating", 2, 0, 1)
+    assert info.token == "tok-fraud-blue-1" and info.endpoint == "http://127.0.0.1:9/api/predict/fraud_blue"
+    assert "token" not in info.spec
+    with pytest.raises(Conflict, match="already exists"):
+        p.create(parse_spec(image_spec("fraud_blue")))
+
+    controllers.step()
+    info = p.describe("fraud_blue")
+    assert (info.status, info.running_instances) == ("Running", 2) and info.ready
+    assert {i.version for i in info.instance_list} == {1}
+    assert all(i.address.endswith(":8000") for i in info.instance_list)
+    assert any("service created with 2 instance(s)" in e.message for e in info.events)
+    assert [s.name for s in p.list()] == ["fraud_blue"]
+
+    info = p.scale("fraud_blue", 3)
+    assert (info.status, info.instances) == ("Scaling", 3)
+    controllers.step()
+    assert p.describe("fraud_blue").running_instances == 3
+
+    info = p.stop("fraud_blue")
+    assert info.status == "Stopping"
+    controllers.step()
+    info = p.describe("fraud_blue")
+    assert (info.status, info.instances, info.running_instances) == ("Stopped", 0, 0)
+    assert info.spec["metadata"]["instance"] == 3, "stop keeps the spec"
+    info = p.start("fraud_blue")
+    assert info.instances == 3
+    controllers.step()
+    assert p.describe("fraud_blue").ready
+
+    info = p.modify(parse_spec(image_spec("fraud_blue", "2", **{"instance": 3})))
+    assert (info.status, info.version) == ("Updating", 2) and not info.ready
+    assert {i.version for i in info.instance_list} == {1}, "old pods serve until new ones are ready"
+    deployment = controllers.api.get("Deployment", p.ns, "fraud-blue")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/echo:2"
+    assert deployment["spec"]["template"]["metadata"]["labels"]["airflow-eas.io/version"] == "2"
+    assert p.modify(parse_spec(image_spec("fraud_blue", "2", instance=3))).version == 2, "same spec: no new version"
+    controllers.step()
+    info = p.describe("fraud_blue")
+    assert info.ready and {i.version for i in info.instance_list} == {2}
+    assert "2" in p.logs("fraud_blue", 5) and all(line.startswith("[fraud-blue-v2-") for line in
+                                                   p.logs("fraud_blue", 5).splitlines())
+
+    p.delete("fraud_blue")
+    with pytest.raises(NotFound):
+        p.describe("fraud_blue")
+    assert controllers.api.find("Service", p.ns, "fraud-blue") is None
+    assert controllers.api.find("HTTPRoute", p.ns, "fraud-blue") is None
+    assert controllers.api.find("Secret", p.ns, "fraud-blue-token") is None
+    controllers.step()
+    assert controllers.api.list("Pod", p.ns) == []
+
+
+def test_group_traffic_patches_only_weights(kube_conn: str, controllers: Controllers) -> None:
+    p = platform_of(kube_conn)
+    p.create(parse_spec(image_spec("fraud_blue", group="fraud")))
+    p.create(parse_spec(image_spec("fraud_green", "2", group="fraud")))
+    group = p.describe_group("fraud")
+    assert {m.service: m.weight for m in group.members} == {"fraud_blue": 0, "fraud_green": 0}
+    assert group.token and group.endpoint.endswith("/api/predict/fraud")
+    assert [g.name for g in p.list_groups()] == ["fraud"]
+    before = controllers.api.get("HTTPRoute", p.ns, "fraud")
+
+    group = p.set_traffic("fraud", {"fraud_blue": 90, "fraud_green": 10})
+    assert {m.service: m.weight for m in group.members} == {"fraud_blue": 90, "fraud_green": 10}
+    after = controllers.api.get("HTTPRoute", p.ns, "fraud")
+    for ref in before["spec"]["rules"][0]["backendRefs"]:
+        ref.pop("weight")
+    for ref in after["spec"]["rules"][0]["backendRefs"]:
+        assert ref.pop("weight") in (90, 10)
+    assert after == before, "nothing but the weights changed"
+    assert p.set_traffic("fraud", {"fraud_green": 100}).weight_of("fraud_blue") == 90, "unnamed members keep theirs"
+
+    with pytest.raises(NotFound, match="not a member"):
+        p.set_traffic("fraud", {"fraud_red": 5})
+    with pytest.raises(InvalidSpec, match="0 to 100"):
+        p.set_traffic("fraud", {"fraud_blue": 101})
+    with pytest.raises(Conflict, match="taken by a group"):
+        p.create(parse_spec(image_spec("fraud")))
+
+    p.delete("fraud_green")
+    assert [m.service for m in p.describe_group("fraud").members] == ["fraud_blue"]
+    p.delete("fraud_blue")
+    with pytest.raises(NotFound):
+        p.describe_group("fraud")
+
+
+def test_lease_conflict_renewal_and_expiry(kube_conn: str, controllers: Controllers) -> None:
+    p = platform_of(kube_conn)
+    p.create(parse_spec(image_spec("fraud_blue", group="fraud")))
+    p.set_traffic("fraud", {"fraud_blue": 100})
+    lease = p.acquire_lease("fraud", "run-1", 2)
+    assert lease.holder == "run-1" and lease.expires_at > time.time()
+    stored = controllers.api.get("Lease", p.ns, "fraud")
+    assert stored["spec"]["holderIdentity"] == "run-1" and stored["spec"]["leaseDurationSeconds"] == 2
+    assert stored["metadata"]["annotations"]["airflow-eas.io/stable"] == "fraud_blue"
+    with pytest.raises(Conflict, match="leased by 'run-1'"):
+        p.acquire_lease("fraud", "run-2", 60)
+    assert p.acquire_lease("fraud", "run-1", 2).holder == "run-1", "the holder renews"
+    p.release_lease("fraud", "run-2")  # not the holder: nothing happens
+    with pytest.raises(Conflict):
+        p.acquire_lease("fraud", "run-2", 60)
+    time.sleep(2.2)
+    assert p.acquire_lease("fraud", "run-2", 60).holder == "run-2", "an expired lease is taken over"
+    p.release_lease("fraud", "run-2")
+    assert controllers.api.find("Lease", p.ns, "fraud") is None
+    assert p.acquire_lease("fraud", "run-3", 60).holder == "run-3"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status", "reason"),
+    [
+        (IMAGE_PULL, "Failed", "ImagePullBackOff: pod fraud-blue-v1-.* cannot pull image registry.example.com/echo:1"),
+        (CRASH, "Failed", "CrashLoopBackOff: container main of pod .* restarted 4 times, last exit code 3; last log "
+                          "lines: .*ValueError: bad model file"),
+        (UNSCHEDULABLE, "Creating", "Unschedulable: pod .*: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu"),
+    ],
+)
+def test_reasons(kube_conn: str, controllers: Controllers, behaviour: str, status: str, reason: str) -> None:
+    p = platform_of(kube_conn)
+    p.create(parse_spec(image_spec("fraud_blue")))
+    controllers.behaviour[("fraud_blue", 1)] = behaviour
+    controllers.step()
+    info = p.describe("fraud_blue")
+    assert info.status == status
+    assert pytest.approx(0) == info.running_instances
+    import re
+
+    assert re.match(reason, info.reason), info.reason
+    assert any(re.match(reason, e.message) for e in info.events), "the reason is in the events too"
+
+
+def test_failed_update_keeps_the_old_version_serving(kube_conn: str, controllers: Controllers) -> None:
+    p = platform_of(kube_conn)
+    p.create(parse_spec(image_spec("fraud_blue")))
+    controllers.step()
+    controllers.behaviour[("fraud_blue", 2)] = IMAGE_PULL
+    p.modify(parse_spec(image_spec("fraud_blue", "2")))
+    controllers.step()
+    info = p.describe("fraud_blue")
+    assert info.status == "Failed" and "cannot pull image registry.example.com/echo:2" in info.reason
+    assert sum(1 for i in info.instance_list if i.version == 1 and i.status == "Running") == 2
+
+
+def test_processor_deployment_and_spec_config(kube_conn: str, controllers: Controllers) -> None:
+    p = platform_of(kube_conn)
+    spec = {"name": "churn", "processor": "sklearn", "model_path": "https://models.example.com/churn.joblib",
+            "storage": [{"mount_path": "/code", "git": {"repo": "https://git.example.com/c.git",
+                                                        "password": "pa55word"}}]}
+    p.create(parse_spec(spec))
+    deployment = controllers.api.get("Deployment", p.ns, "churn")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "registry.example.com/eas/model-server:1.0"
+    assert "pa55word" not in json.dumps(deployment)
+    config = controllers.api.get("ConfigMap", p.ns, "churn-spec")
+    assert json.loads(config["data"]["spec.json"])["model_path"] == spec["model_path"]
+    assert "pa55word" not in json.dumps(config)
+    info = p.describe("churn")
+    assert info.spec["storage"][0]["git"]["password"] == "******"
+    # An edit of the shown (redacted) spec keeps the password.
+    edited = {**info.spec, "model_path": "https://models.example.com/churn-2.joblib"}
+    p.modify(parse_spec(edited))
+    creds = controllers.api.get("Secret", p.ns, "churn-credentials")
+    assert creds["stringData"]["git-0-password"] == "pa55word"
+
+
+def test_from_kubeconfig_and_cli(cluster, controllers: Controllers, tmp_path, capsys) -> None:  # noqa: ANN001
+    from airflow_eas.cli import main
+
+    kubeconfig = cluster.kubeconfig(tmp_path, controllers.namespace)
+    spec = tmp_path / "svc.json"
+    spec.write_text(json.dumps(image_spec("cli_svc")))
+    base = ["--kubeconfig", str(kubeconfig)]
+    assert main([*base, "create", str(spec)]) == 0
+    controllers.step()
+    assert main([*base, "list"]) == 0
+    out = capsys.readouterr().out
+    assert "cli_svc" in out and "Running" in out and "2/2" in out
+    assert main([*base, "scale", "cli_svc", "1"]) == 0
+    assert main([*base, "desc", "cli_svc", "--json"]) == 0
+    desc = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert desc["instances"] == 1
+    assert main([*base, "--namespace", "elsewhere", "desc", "cli_svc"]) == 1
+    assert "service 'cli_svc' not found" in capsys.readouterr().err
+    assert main(["--kubeconfig", str(tmp_path / "missing"), "list"]) == 1
+    assert "kubeconfig" in capsys.readouterr().err
