@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.platform.kubernetes.emulator import Cluster, Controllers
+from tests.platform.kubernetes.prometheus import Exporter, Prometheus
 
 # A fresh AIRFLOW_HOME (set on import) and its metadata DB, as the provider's tests use them.
 from tests.provider.conftest import airflow_db  # noqa: E402,F401
@@ -28,8 +30,13 @@ def namespace(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture()
-def kube_conn(cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An Airflow ``kubernetes`` connection (kubeconfig path + namespace + our extras) to the emulator."""
+def kube_conn(
+    cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> str:
+    """An Airflow ``kubernetes`` connection (kubeconfig path + namespace + our extras) to the emulator.
+
+    Tests that also ask for ``prometheus`` get its URL on the connection.
+    """
     kubeconfig = cluster.kubeconfig(tmp_path, namespace)
     conn = {
         "conn_type": "kubernetes",
@@ -42,6 +49,8 @@ def kube_conn(cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pyt
             "model_server_image": "registry.example.com/eas/model-server:1.0",
         },
     }
+    if "prometheus" in request.fixturenames:
+        conn["extra"]["prometheus_url"] = request.getfixturevalue("prometheus").url
     monkeypatch.setenv("AIRFLOW_CONN_K8S_TEST", json.dumps(conn))
     return "k8s_test"
 
@@ -50,3 +59,20 @@ def kube_conn(cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pyt
 def controllers(cluster: Cluster, namespace: str, tmp_path: Path) -> Controllers:
     return Controllers(cluster.api(tmp_path), cluster, namespace=namespace)
 
+
+
+@pytest.fixture(scope="session")
+def exporter() -> Iterator[Exporter]:
+    e = Exporter().start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(exporter: Exporter) -> Iterator[Prometheus]:
+    """A real Prometheus server scraping the exporter every second (skips where it cannot be installed)."""
+    if not shutil.which("prometheus"):
+        pytest.skip("prometheus is not installed: `apt-get install -y prometheus` (make system does it)")
+    p = Prometheus(exporter.port).start()
+    yield p
+    p.stop()
