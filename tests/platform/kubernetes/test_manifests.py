@@ -29,7 +29,8 @@ SETTINGS = ClusterSettings(namespace="ml", gateway_name="eg", gateway_namespace=
                            model_server_image="registry.example.com/eas/model-server:1.0", spot_label="spot=true")
 
 PROCESSOR = {
-    "name": "fraud_green", "processor": "sklearn", "model_path": "oss://models/fraud/model.joblib", "token": "tok-1234567",
+    "name": "fraud_green", "processor": "sklearn", "model_path": "oss://models/fraud/model.joblib",
+    "token": "tok-1234567",
     "metadata": {"instance": 3, "cpu": 0.5, "memory": 2048, "gpu": 1, "group": "fraud",
                  "rolling_strategy": {"max_surge": 2, "max_unavailable": 1}},
     "cloud": {"computing": {"instances": [{"type": "ecs.gn6i-c4g1.xlarge"},
