@@ -9,66 +9,50 @@ the Deployment's status written through its ``status`` subresource).
 
 from __future__ import annotations
 
-import asyncio
-import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import kmock
 import yaml
 from kubernetes import config as kube_config
 
-from airflow_eas.platform.kubernetes.api import RESOURCES, KubeApi
+from airflow_eas.platform.kubernetes.api import KubeApi
 from airflow_eas.platform.kubernetes.manifests import SERVICE_LABEL, VERSION_ANNOTATION, VERSION_LABEL
+from tests.platform.kubernetes.emulator_server import LOG_ANNOTATION
 
 NAMESPACE = "ml"
-LOG_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 
 
 class Cluster:
-    """kmock's emulator on a loopback port, in its own thread and event loop."""
+    """kmock's emulator on a loopback port, in a process of its own (emulator_server.py)."""
 
     def __init__(self) -> None:
-        self.logs: dict[str, str] = {}  # pod -> its log text (the kubelet's part)
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
-            for api_version, plural in RESOURCES.values():
-                key = f"v1/{plural}" if api_version == "v1" else f"{api_version}/{plural}"
-                emulator.resources[key] = {}
-            emulator["get", LOG_PATH] << self._log
-            self.port = server.port
-            self._ready.set()
-            await self._stop.wait()
-
-    def _log(self, request: Any) -> bytes:
-        match = LOG_PATH.match(str(request.url.path))
-        text = self.logs.get(match.group(2), "") if match else ""
-        lines = int(request.params.get("tailLines") or 0)
-        if lines:
-            text = "\n".join(text.splitlines()[-lines:])
-        return text.encode()
+        self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> Cluster:
-        self._thread.start()
-        if not self._ready.wait(20):
-            raise RuntimeError("the emulated API server did not start")
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.platform.kubernetes.emulator_server"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError(f"the emulated API server did not start: {line!r}")
+        self.port = int(line)
         return self
 
     def stop(self) -> None:
-        if self._loop and self._stop:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        if self.proc is None:
+            return
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
     @property
     def url(self) -> str:
@@ -145,7 +129,8 @@ class Controllers:
                            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"
                             if ready >= replicas else "ReplicaSetUpdated"}],
         }
-        self.api.patch("Deployment", self.namespace, name, {"status": status}, sub="status")
+        if dep.get("status") != status:
+            self.api.patch("Deployment", self.namespace, name, {"status": status}, sub="status")
         if ready >= replicas and replicas and self.on_ready:
             self.on_ready(service, version)
 
@@ -166,17 +151,19 @@ class Controllers:
         elif kind == CRASH:
             cs.update(restartCount=4, state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
                       lastState={"terminated": {"exitCode": 3, "reason": "Error"}})
-            self.cluster.logs[name] = "loading model\nTraceback (most recent call last):\nValueError: bad model file\n"
+            log = "loading model\nTraceback (most recent call last):\nValueError: bad model file\n"
         elif kind == UNSCHEDULABLE:
             conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]
             cs = {}
         else:
             cs["state"] = {"waiting": {"reason": "ContainerCreating"}}
-        self.cluster.logs.setdefault(name, f"{name} started\n{name} ready\n")
+        if kind != CRASH:
+            log = f"{name} started\n{name} ready\n"
         pod = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": self.namespace, "labels": dict(template["metadata"]["labels"]),
+                         "annotations": {LOG_ANNOTATION: log},
                          "creationTimestamp": f"2026-11-25T10:{self._serial // 60 % 60:02d}:{self._serial % 60:02d}Z"},
             "spec": template["spec"],
             "status": {"phase": "Running" if kind == READY else "Pending", "podIP": f"10.0.0.{self._serial % 250}",
@@ -189,7 +176,7 @@ class Controllers:
 class Loop:
     """Runs ``Controllers.step`` in a background thread (for tests that only watch, like dag.test())."""
 
-    def __init__(self, controllers: Controllers, interval: float = 0.2) -> None:
+    def __init__(self, controllers: Controllers, interval: float = 0.3) -> None:
         self.controllers = controllers
         self.interval = interval
         self._stop = threading.Event()
