@@ -189,6 +189,9 @@ def cmd_group_desc(args: argparse.Namespace) -> int:
 def cmd_group_traffic(args: argparse.Namespace) -> int:
     group = _client(args).set_traffic(args.group, _weights(args.weights))
     print(", ".join(f"{m.service}={m.weight}" for m in group.members))
+    if group.accepted is False:
+        print(f"eas: the gateway has not accepted the route of group {group.name}", file=sys.stderr)
+        return 1
     return 0
 
 

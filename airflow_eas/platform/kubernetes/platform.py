@@ -375,7 +375,8 @@ class KubernetesPlatform(Platform):
             token = self._secret_value(m.token_secret_name(group), "token")
         except NotFound:
             token = ""
-        return GroupInfo(group, f"{self._gateway_or_blank()}/api/predict/{group}", token, members)
+        return GroupInfo(group, f"{self._gateway_or_blank()}/api/predict/{group}", token, members,
+                         accepted=route_accepted(route, self.settings))
 
     def _write_weights(self, route: dict[str, Any], weights: dict[str, int]) -> dict[str, Any]:
         """Patch the route's backendRefs only (conditional on its resourceVersion where the server has one)."""
@@ -438,6 +439,22 @@ class KubernetesPlatform(Platform):
 
 # What an earlier version of the other kinds may have had that the new one lacks: the group label.
 _GROUP_LABEL_ONLY: dict[str, Any] = {"metadata": {"labels": {m.GROUP_LABEL: "-"}}}
+
+
+def route_accepted(route: dict[str, Any], settings: ClusterSettings) -> bool | None:
+    """Whether the Gateway accepted this generation of the route (``None``: its controller has not said yet)."""
+    generation = (route.get("metadata") or {}).get("generation")
+    for parent in (route.get("status") or {}).get("parents") or []:
+        ref = parent.get("parentRef") or {}
+        if ref.get("name") != settings.gateway_name:
+            continue
+        for condition in parent.get("conditions") or []:
+            if condition.get("type") != "Accepted":
+                continue
+            if generation is not None and condition.get("observedGeneration") not in (None, generation):
+                return None  # a verdict on an older generation says nothing about these weights
+            return condition.get("status") == "True"
+    return None
 
 
 def _service_of(obj: dict[str, Any]) -> str:

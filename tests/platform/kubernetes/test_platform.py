@@ -222,3 +222,51 @@ def test_from_kubeconfig_and_cli(cluster, controllers: Controllers, tmp_path, ca
     assert "service 'cli_svc' not found" in capsys.readouterr().err
     assert main(["--kubeconfig", str(tmp_path / "missing"), "list"]) == 1
     assert "kubeconfig" in capsys.readouterr().err
+
+
+def test_route_acceptance_is_reported(kube_conn: str, controllers: Controllers) -> None:
+    p = platform_of(kube_conn)
+    p.create(parse_spec(image_spec("fraud_blue", group="fraud")))
+    assert p.set_traffic("fraud", {"fraud_blue": 100}).accepted is None, "no verdict from the gateway yet"
+    # The Gateway's controller writes the route's status (the emulator has none: the test plays it).
+    status = {"parents": [{"parentRef": {"name": "eg", "namespace": "gateways"}, "controllerName": "istio.io/x",
+                           "conditions": [{"type": "Accepted", "status": "False", "reason": "NotAllowedByListeners"}]}]}
+    controllers.api.patch("HTTPRoute", p.ns, "fraud", {"status": status}, sub="status")
+    assert p.describe_group("fraud").accepted is False
+    status["parents"][0]["conditions"][0].update(status="True", reason="Accepted")
+    controllers.api.patch("HTTPRoute", p.ns, "fraud", {"status": status}, sub="status")
+    assert p.set_traffic("fraud", {"fraud_blue": 100}).accepted is True
+
+
+def test_invoke_goes_through_the_gateway_with_the_token(kube_conn: str, controllers: Controllers) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str, bytes]] = []
+
+    class Gateway(BaseHTTPRequestHandler):  # a stand-in for the Gateway's data plane: records, answers
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers.get("Authorization", ""), body))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        p = platform_of(kube_conn)
+        p._gateway = f"http://127.0.0.1:{server.server_address[1]}"
+        p.create(parse_spec(image_spec("fraud_blue", token="svc-token-1", group="fraud")))
+        assert p.invoke("fraud_blue", '{"x": 1}') == (200, b"ok")
+        assert p.invoke("fraud", b"{}")[0] == 200
+        group_token = p.describe_group("fraud").token
+        assert seen == [("/api/predict/fraud_blue", "svc-token-1", b'{"x": 1}'),
+                        ("/api/predict/fraud", group_token, b"{}")]
+    finally:
+        server.shutdown()
+        server.server_close()
