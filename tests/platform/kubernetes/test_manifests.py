@@ -188,3 +188,28 @@ def test_eas_render_prints_what_is_applied(tmp_path: Path, capsys: pytest.Captur
     assert main(["render", "--group", "fraud", "fraud_blue=ninety"]) == 1
     assert "expected MEMBER=WEIGHT" in capsys.readouterr().err
     assert main(["render"]) == 1
+
+
+def test_example_dag_plan_renders_valid_manifests() -> None:
+    from airflow_eas.dags import load_plan
+
+    plan = load_plan(Path(__file__).parents[3] / "dags" / "eas_kubernetes_canary.yaml")
+    spec = parse_spec({**plan.service, "name": "ranker_green", "metadata": {**plan.service["metadata"],
+                                                                           "group": plan.group}})
+    docs = m.service_manifests(spec, SETTINGS, token="t" * 16)
+    for doc in docs:
+        validate(doc)
+    pod = by_kind(docs)["Deployment"]["spec"]["template"]["spec"]
+    assert pod["tolerations"][0]["key"] == "spot", "the spot entry is tolerated"
+
+
+def test_role_is_a_valid_role_granting_every_kind_the_platform_touches() -> None:
+    from airflow_eas.platform.kubernetes.api import RESOURCES
+
+    roles = list(yaml.safe_load_all((Path(__file__).parents[3] / "deploy" / "kubernetes" / "role.yaml").read_text()))
+    for role in roles:
+        kubernetes_validate.validate(role, KUBE_VERSION, strict=True)
+    granted = {r for role in roles for rule in role["rules"] for r in rule["resources"]}
+    assert {plural for _, plural in RESOURCES.values()} <= granted | {"pods"}
+    assert "pods/log" in granted
+    assert not any("*" in rule["verbs"] or "update" in rule["verbs"] for role in roles for rule in role["rules"])
