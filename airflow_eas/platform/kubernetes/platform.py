@@ -99,7 +99,11 @@ class KubernetesPlatform(Platform):
         version = self._version(current)
         spec = self._restore_credentials(spec, old)
         token = spec.token or self._secret_value(m.token_secret_name(spec.name), "token")
-        unchanged = m.stored_spec(spec) == m.stored_spec(old) and (spec.token is None or token == self._token(spec))
+        unchanged = (
+            m.stored_spec(spec) == m.stored_spec(old)
+            and (spec.token is None or token == self._token(spec))
+            and self._credentials(spec.name) == (m.credentials_secret(spec, self.settings) or {}).get("stringData", {})
+        )
         if unchanged and not self._failed(current):
             return self.describe(spec.name)  # a retried deploy is a no-op
         if spec.group:
@@ -334,6 +338,13 @@ class KubernetesPlatform(Platform):
         if key in (obj.get("data") or {}):
             return base64.b64decode(obj["data"][key]).decode()
         return str((obj.get("stringData") or {}).get(key, ""))
+
+    def _credentials(self, name: str) -> dict[str, str]:
+        secret = self.api.find("Secret", self.ns, m.credentials_secret_name(name))
+        if secret is None:
+            return {}
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        return data | dict(secret.get("stringData") or {})
 
     def _token(self, spec: ServiceSpec) -> str:
         return self._secret_value(m.token_secret_name(spec.name), "token")

@@ -200,6 +200,19 @@ def test_processor_deployment_and_spec_config(kube_conn: str, controllers: Contr
     p.modify(parse_spec(edited))
     creds = controllers.api.get("Secret", p.ns, "churn-credentials")
     assert creds["stringData"]["git-0-password"] == "pa55word"
+    assert p.describe("churn").version == 2
+    # A new password alone is a change (a new version), though the shown spec looks the same.
+    edited["storage"][0]["git"]["password"] = "n3w-pa55"
+    assert p.modify(parse_spec(edited)).version == 3
+    assert controllers.api.get("Secret", p.ns, "churn-credentials")["stringData"]["git-0-password"] == "n3w-pa55"
+    assert p.modify(parse_spec(edited)).version == 3, "the same again: no new version"
+
+
+def test_hook_test_connection(kube_conn: str, controllers: Controllers) -> None:
+    from airflow_eas.hooks.eas import EasHook
+
+    ok, message = EasHook(kube_conn).test_connection()
+    assert ok and message == f"connected to namespace {controllers.namespace}: 0 services; gateway http://127.0.0.1:9"
 
 
 def test_from_kubeconfig_and_cli(cluster, controllers: Controllers, tmp_path, capsys) -> None:  # noqa: ANN001
