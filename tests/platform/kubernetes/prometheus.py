@@ -8,7 +8,6 @@ weights of an HTTPRoute read from the emulated API server (what a gateway would 
 
 from __future__ import annotations
 
-import random
 import shutil
 import socket
 import subprocess
@@ -35,7 +34,7 @@ def free_port() -> int:
 
 @dataclass
 class Backend:
-    """One destination Service's traffic: requests per second, share of 5xx, latencies (ms) drawn evenly."""
+    """One destination Service's traffic: requests per second, share of 5xx, latencies (ms) taken in turn."""
 
     rps: float = 0.0
     error_rate: float = 0.0
@@ -44,6 +43,8 @@ class Backend:
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     total_ms: float = 0.0
     _carry: float = 0.0
+    _errors_due: float = 0.0
+    _served: int = 0
 
 
 class Exporter:
@@ -55,7 +56,6 @@ class Exporter:
         self.tick = tick
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._rand = random.Random(7)
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -98,9 +98,14 @@ class Exporter:
                         self._observe(backend)
 
     def _observe(self, b: Backend) -> None:
-        code = "503" if self._rand.random() < b.error_rate else "200"
+        # Deterministic shares (no sampling noise): errors spread evenly, latencies in turn.
+        b._errors_due += b.error_rate
+        code = "503" if b._errors_due >= 1 else "200"
+        if code == "503":
+            b._errors_due -= 1
         b.requests[code] += 1
-        ms = b.latencies_ms[self._rand.randrange(len(b.latencies_ms))]
+        ms = b.latencies_ms[b._served % len(b.latencies_ms)]
+        b._served += 1
         b.total_ms += ms
         index = next((i for i, le in enumerate(BUCKETS) if ms <= le), len(BUCKETS))
         b.buckets[index] += 1
