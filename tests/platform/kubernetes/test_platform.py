@@ -283,3 +283,25 @@ def test_invoke_goes_through_the_gateway_with_the_token(kube_conn: str, controll
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_modify_removes_what_the_new_spec_drops_and_moves_groups(kube_conn: str, controllers: Controllers) -> None:
+    p = platform_of(kube_conn)
+    spec = image_spec("ranker_blue", group="ranker")
+    spec["cloud"] = {"computing": {"instances": [{"type": "m6i.large", "spot_price_limit": 0.1}]}}
+    p.create(parse_spec(spec))
+    pod = controllers.api.get("Deployment", p.ns, "ranker-blue")["spec"]["template"]["spec"]
+    assert pod["affinity"] and pod["tolerations"]
+    moved = image_spec("ranker_blue", "2", group="ranker_v2")
+    p.modify(parse_spec(moved))
+    dep = controllers.api.get("Deployment", p.ns, "ranker-blue")
+    assert "affinity" not in dep["spec"]["template"]["spec"] and "tolerations" not in dep["spec"]["template"]["spec"]
+    assert dep["metadata"]["labels"]["airflow-eas.io/group"] == "ranker_v2"
+    with pytest.raises(NotFound):
+        p.describe_group("ranker")  # its last member left: route, token and lease are gone
+    assert [m.service for m in p.describe_group("ranker_v2").members] == ["ranker_blue"]
+    moved["metadata"].pop("group")
+    p.modify(parse_spec(moved))
+    labels = controllers.api.get("Service", p.ns, "ranker-blue")["metadata"]["labels"]
+    assert "airflow-eas.io/group" not in labels and p.describe("ranker_blue").group is None
+    assert p.list_groups() == []
