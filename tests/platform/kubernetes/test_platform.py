@@ -10,7 +10,7 @@ import pytest
 from airflow_eas.errors import Conflict, InvalidSpec, NotFound
 from airflow_eas.platform.kubernetes import KubernetesPlatform
 from airflow_eas.spec import parse_spec
-from tests.platform.kubernetes.emulator import CRASH, IMAGE_PULL, UNSCHEDULABLE, Controllers
+from tests.platform.kubernetes.emulator import CRASH, IMAGE_PULL, PENDING, UNSCHEDULABLE, Controllers
 
 
 def platform_of(conn_id: str) -> KubernetesPlatform:
@@ -168,6 +168,21 @@ def test_reasons(kube_conn: str, controllers: Controllers, behaviour: str, statu
     assert any(re.match(reason, e.message) for e in info.events), "the reason is in the events too"
 
 
+def test_progress_deadline_exceeded_fails_the_service(kube_conn: str, controllers: Controllers) -> None:
+    p = platform_of(kube_conn)
+    p.create(parse_spec(image_spec("fraud_blue")))
+    controllers.behaviour[("fraud_blue", 1)] = PENDING
+    controllers.step()
+    assert p.describe("fraud_blue").status == "Creating"
+    # What the Deployment controller writes once progressDeadlineSeconds pass without progress.
+    message = 'ReplicaSet "fraud-blue-5d8f" has timed out progressing.'
+    controllers.api.patch("Deployment", p.ns, "fraud-blue", {"status": {"conditions": [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": message}]}},
+        sub="status")
+    info = p.describe("fraud_blue")
+    assert info.status == "Failed" and info.reason == f"ProgressDeadlineExceeded: {message}"
+
+
 def test_failed_update_keeps_the_old_version_serving(kube_conn: str, controllers: Controllers) -> None:
     p = platform_of(kube_conn)
     p.create(parse_spec(image_spec("fraud_blue")))
@@ -231,6 +246,15 @@ def test_from_kubeconfig_and_cli(cluster, controllers: Controllers, tmp_path, ca
     assert main([*base, "desc", "cli_svc", "--json"]) == 0
     desc = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert desc["instances"] == 1
+    assert main([*base, "logs", "cli_svc", "--lines", "1"]) == 0
+    assert capsys.readouterr().out.startswith("[cli-svc-v1-")
+    group_spec = tmp_path / "member.json"
+    group_spec.write_text(json.dumps(image_spec("cli_member", group="cli_group")))
+    assert main([*base, "create", str(group_spec)]) == 0
+    assert main([*base, "group", "traffic", "cli_group", "cli_member=100"]) == 0
+    assert "cli_member=100" in capsys.readouterr().out
+    assert main([*base, "group", "desc", "cli_group", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["members"] == [{"service": "cli_member", "weight": 100}]
     assert main([*base, "--namespace", "elsewhere", "desc", "cli_svc"]) == 1
     assert "service 'cli_svc' not found" in capsys.readouterr().err
     assert main(["--kubeconfig", str(tmp_path / "missing"), "list"]) == 1
