@@ -329,3 +329,24 @@ def test_modify_removes_what_the_new_spec_drops_and_moves_groups(kube_conn: str,
     labels = controllers.api.get("Service", p.ns, "ranker-blue")["metadata"]["labels"]
     assert "airflow-eas.io/group" not in labels and p.describe("ranker_blue").group is None
     assert p.list_groups() == []
+
+
+def test_unreachable_api_server_is_one_clear_error(tmp_path, capsys) -> None:  # noqa: ANN001
+    from airflow_eas.cli import main
+    from airflow_eas.errors import PlatformUnavailable
+    from tests.platform.kubernetes.prometheus import free_port
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u"}}],
+    }))
+    p = KubernetesPlatform.from_kubeconfig(str(kubeconfig))
+    assert p.ns == "default"
+    with pytest.raises(PlatformUnavailable, match="cannot reach the Kubernetes API server at http://127.0.0.1"):
+        p.list()
+    assert main(["--kubeconfig", str(kubeconfig), "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("eas: cannot reach the Kubernetes API server") and err.count("\n") == 1
