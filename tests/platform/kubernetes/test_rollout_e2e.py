@@ -20,7 +20,8 @@ from tests.platform.kubernetes.prometheus import Exporter, Prometheus
 from tests.platform.kubernetes.test_platform import image_spec, platform_of
 from tests.provider.conftest import rollout_plan, run_plan, task_states
 
-pytestmark = pytest.mark.airflow
+# dag.test() on a busy machine: Airflow alone takes half a minute to start the first task.
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
 GROUP_RPS = 30.0
 
 
