@@ -51,6 +51,11 @@ def credentials_secret_name(name: str) -> str:
     return f"{k8s_name(name)}-credentials"
 
 
+def spec_config_map_name(name: str, version: int) -> str:
+    # One per version: a pod of the old version restarting mid-rollout still loads its own spec.
+    return f"{k8s_name(name)}-spec-v{version}"
+
+
 def _meta(name: str, namespace: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": {**MANAGED, **labels}}
     if annotations:
@@ -84,7 +89,7 @@ def service_manifests(
     if credentials:
         out.append(credentials)
     if spec.kind != "image":
-        out.append(spec_config_map(spec, settings))
+        out.append(spec_config_map(spec, settings, version))
     out.append(deployment(spec, settings, version=version, replicas=replicas))
     out.append(cluster_service(spec, settings))
     out.append(http_route(spec.name, settings, {spec.name: 1}, labels=member_labels(spec)))
@@ -124,12 +129,13 @@ def credentials_secret(spec: ServiceSpec, settings: ClusterSettings) -> Manifest
     }
 
 
-def spec_config_map(spec: ServiceSpec, settings: ClusterSettings) -> Manifest:
+def spec_config_map(spec: ServiceSpec, settings: ClusterSettings, version: int = 1) -> Manifest:
     """The spec the model server loads (no token, passwords redacted: the model server needs neither)."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(f"{k8s_name(spec.name)}-spec", settings.namespace, {SERVICE_LABEL: spec.name}),
+        "metadata": _meta(spec_config_map_name(spec.name, version), settings.namespace,
+                          {SERVICE_LABEL: spec.name, VERSION_LABEL: str(version)}),
         "data": {"spec.json": json.dumps(stored_spec(spec), indent=2, sort_keys=True)},
     }
 
@@ -155,7 +161,7 @@ def deployment(
         pod["initContainers"] = init
     if spec.kind != "image":
         volumes = [
-            {"name": "spec", "configMap": {"name": f"{name}-spec"}},
+            {"name": "spec", "configMap": {"name": spec_config_map_name(spec.name, version)}},
             {"name": "cache", "emptyDir": {}},
             *volumes,
         ]

@@ -116,6 +116,10 @@ class KubernetesPlatform(Platform):
         new_version = version + 1
         for manifest in m.service_manifests(spec, self.settings, token=token, version=new_version, replicas=replicas):
             self.api.apply(manifest, previous.get(manifest["kind"], _GROUP_LABEL_ONLY))
+        # The version before the previous one has no pods left to load its spec (the rollout before
+        # this one finished or was replaced): its ConfigMap goes.
+        if version > 1:
+            self.api.delete("ConfigMap", self.ns, m.spec_config_map_name(spec.name, version - 1))
         if old.group != spec.group:
             if old.group:
                 self._leave(old.group, spec.name)
@@ -164,9 +168,12 @@ class KubernetesPlatform(Platform):
     def delete(self, name: str) -> None:
         current = self._deployment(name)
         group = self._stored_spec(current).group
+        version = self._version(current)
         k8s = m.k8s_name(name)
         for kind, obj in (("SecurityPolicy", k8s), ("HTTPRoute", k8s), ("Service", k8s), ("Deployment", k8s),
-                          ("ConfigMap", f"{k8s}-spec"), ("Secret", m.credentials_secret_name(name)),
+                          ("ConfigMap", m.spec_config_map_name(name, version)),
+                          ("ConfigMap", m.spec_config_map_name(name, version - 1)),
+                          ("Secret", m.credentials_secret_name(name)),
                           ("Secret", m.token_secret_name(name))):
             if kind == "SecurityPolicy" and self.settings.gateway_policy != "envoy-gateway":
                 continue

@@ -90,7 +90,7 @@ def test_processor_deployment_fields() -> None:
     assert main_c["resources"]["requests"] == {"cpu": "500m", "memory": "2048Mi", "nvidia.com/gpu": "1"}
     assert main_c["resources"]["limits"] == main_c["resources"]["requests"]
     assert main_c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
-    assert {v["name"]: v for v in pod["volumes"]}["spec"]["configMap"]["name"] == "fraud-green-spec"
+    assert {v["name"]: v for v in pod["volumes"]}["spec"]["configMap"]["name"] == "fraud-green-spec-v4"
     mounts = {vm["mountPath"]: vm for vm in main_c["volumeMounts"]}
     assert mounts["/code"]["readOnly"] and mounts["/data"]["readOnly"] and "/assets" in mounts
 

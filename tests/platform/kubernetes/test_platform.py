@@ -205,7 +205,7 @@ def test_processor_deployment_and_spec_config(kube_conn: str, controllers: Contr
     pod = deployment["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == "registry.example.com/eas/model-server:1.0"
     assert "pa55word" not in json.dumps(deployment)
-    config = controllers.api.get("ConfigMap", p.ns, "churn-spec")
+    config = controllers.api.get("ConfigMap", p.ns, "churn-spec-v1")
     assert json.loads(config["data"]["spec.json"])["model_path"] == spec["model_path"]
     assert "pa55word" not in json.dumps(config)
     info = p.describe("churn")
@@ -221,6 +221,12 @@ def test_processor_deployment_and_spec_config(kube_conn: str, controllers: Contr
     assert p.modify(parse_spec(edited)).version == 3
     assert controllers.api.get("Secret", p.ns, "churn-credentials")["stringData"]["git-0-password"] == "n3w-pa55"
     assert p.modify(parse_spec(edited)).version == 3, "the same again: no new version"
+    # Each version loads its own spec; the one before the previous is gone.
+    assert [v for v in (1, 2, 3) if controllers.api.find("ConfigMap", p.ns, f"churn-spec-v{v}")] == [2, 3]
+    assert json.loads(controllers.api.get("ConfigMap", p.ns, "churn-spec-v2")["data"]["spec.json"])["model_path"] \
+        == "https://models.example.com/churn-2.joblib"
+    p.delete("churn")
+    assert not [v for v in (2, 3) if controllers.api.find("ConfigMap", p.ns, f"churn-spec-v{v}")]
 
 
 def test_hook_test_connection(kube_conn: str, controllers: Controllers) -> None:
