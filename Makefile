@@ -15,12 +15,11 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# HAProxy (the gateway), wrk (benchmarks) and Chromium (the console's browser tests) from Debian's
-# packages where missing.
+# Debian packages the platform and its tests use, as command:package, installed where the command is missing:
+# HAProxy (the gateway), wrk (benchmarks), Chromium (the console's browser tests), Prometheus (metrics tests).
+SYSTEM_TOOLS := haproxy:haproxy wrk:wrk chromium:chromium prometheus:prometheus
 system:
-	@command -v haproxy >/dev/null && command -v wrk >/dev/null && command -v chromium >/dev/null || { \
-	  echo "installing haproxy, wrk and chromium with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk chromium >/dev/null; }
+	@missing=""; for pair in $(SYSTEM_TOOLS); do 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; 	if [ -n "$$missing" ]; then echo "installing$$missing with apt-get"; 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 # A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
 # Never fails: without an engine the docker tests skip and say why.

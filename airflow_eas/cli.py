@@ -15,11 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from airflow_eas.errors import EasError, InvalidSpec
+from airflow_eas.platform.base import Platform
 from airflow_eas.platform.client import EasClient
-from airflow_eas.spec import apply_overrides, load_spec_file, parse_spec
+from airflow_eas.spec import apply_overrides, check_name, load_spec_file, parse_spec
 
 
-def _client(args: argparse.Namespace) -> EasClient:
+def _client(args: argparse.Namespace) -> Platform:
+    """The one place a command's platform is chosen: a cluster with --kubeconfig, else an eas server."""
+    if getattr(args, "kubeconfig", None):
+        from airflow_eas.platform.kubernetes import KubernetesPlatform
+
+        return KubernetesPlatform.from_kubeconfig(args.kubeconfig, args.context, args.namespace, _cluster_extras())
     endpoint = args.endpoint or os.environ.get("EAS_ENDPOINT", "")
     token = args.token or os.environ.get("EAS_TOKEN", "")
     if not endpoint:
@@ -27,6 +33,20 @@ def _client(args: argparse.Namespace) -> EasClient:
     if not token:
         raise InvalidSpec("no token: pass --token T or set EAS_TOKEN (the server writes DATA_DIR/admin_token)")
     return EasClient(endpoint, token)
+
+
+def _cluster_extras() -> dict[str, Any]:
+    """The kubernetes connection's extras (gateway, Prometheus, images) for the CLI: env EAS_KUBERNETES_EXTRAS."""
+    raw = os.environ.get("EAS_KUBERNETES_EXTRAS", "").strip()
+    if not raw:
+        return {}
+    try:
+        extras = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidSpec(f"EAS_KUBERNETES_EXTRAS is not valid JSON: {exc}") from None
+    if not isinstance(extras, dict):
+        raise InvalidSpec("EAS_KUBERNETES_EXTRAS must be a JSON object, e.g. {\"gateway_name\": \"eg\"}")
+    return extras
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
@@ -166,14 +186,11 @@ def cmd_group_desc(args: argparse.Namespace) -> int:
 
 
 def cmd_group_traffic(args: argparse.Namespace) -> int:
-    weights: dict[str, int] = {}
-    for item in args.weights:
-        member, sep, raw = item.partition("=")
-        if not sep or not raw.strip().isdigit():
-            raise InvalidSpec(f"{item!r}: expected MEMBER=WEIGHT with a whole-number weight, e.g. fraud_green=20")
-        weights[member] = int(raw)
-    group = _client(args).set_traffic(args.group, weights)
+    group = _client(args).set_traffic(args.group, _weights(args.weights))
     print(", ".join(f"{m.service}={m.weight}" for m in group.members))
+    if group.accepted is False:
+        print(f"eas: the gateway has not accepted the route of group {group.name}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -232,6 +249,45 @@ def _print_series(series: dict, as_json: bool) -> int:
         if usage["t"]:
             print(f"{instance}: cpu {usage['cpu_percent'][-1]:.1f}%  memory {usage['memory_mb'][-1]:.1f} MB "
                   f"(max {max(usage['memory_mb']):.1f} MB)")
+def _weights(items: list[str]) -> dict[str, int]:
+    weights: dict[str, int] = {}
+    for item in items:
+        member, sep, raw = item.partition("=")
+        if not sep or not raw.strip().isdigit():
+            raise InvalidSpec(f"{item!r}: expected MEMBER=WEIGHT with a whole-number weight, e.g. fraud_green=20")
+        weights[member] = int(raw)
+    return weights
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import secrets
+
+    import yaml
+
+    from airflow_eas.platform.kubernetes import ClusterSettings
+    from airflow_eas.platform.kubernetes import manifests as m
+
+    namespace = args.render_namespace or args.namespace or "default"
+    settings = ClusterSettings.from_extras(_cluster_extras(), namespace=namespace)
+    if args.group:
+        # argparse hands the first MEMBER=WEIGHT to the optional SPEC.json positional.
+        weights = _weights(([args.spec] if args.spec else []) + args.weights)
+        if not weights:
+            raise InvalidSpec("--group: give the members' weights, e.g. fraud_blue=90 fraud_green=10")
+        for member in weights:
+            check_name(member, "member")
+        check_name(args.group, "group")
+        docs = m.group_manifests(args.group, weights, settings, token=secrets.token_urlsafe(24))
+    elif args.spec:
+        if args.weights:
+            raise InvalidSpec(f"unexpected {' '.join(args.weights)}: member weights go with --group")
+        spec = load_spec_file(args.spec)
+        docs = m.service_manifests(spec, settings, token=spec.token or secrets.token_urlsafe(24))
+    else:
+        raise InvalidSpec("nothing to render: give SPEC.json, or --group G MEMBER=WEIGHT ...")
+    if not args.secrets:
+        docs = [m.redact_manifest(d) for d in docs]
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
     return 0
 
 
@@ -244,7 +300,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eas", description="EAS-style model serving on one host.")
+    parser = argparse.ArgumentParser(prog="eas", description="EAS-style model serving on one host or a cluster.")
+    parser.add_argument("--kubeconfig", help="talk to a Kubernetes cluster with this kubeconfig instead of an "
+                        "eas server (extras such as the gateway: env EAS_KUBERNETES_EXTRAS, JSON)")
+    parser.add_argument("--context", help="the kubeconfig context (default: its current context)")
+    parser.add_argument("--namespace", help="the namespace (default: the context's, else default)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def client_cmd(name: str, func, help_: str, json_flag: bool = False) -> argparse.ArgumentParser:
@@ -303,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=60, help="seconds")
     p.add_argument("--series", nargs="?", const="15m", choices=["15m", "1h", "24h"],
                    help="10-second points over 15m (default), 1h or 24h instead of one window")
+    p = sub.add_parser("render", help="print the Kubernetes manifests of a spec or a group (YAML)")
+    p.add_argument("spec", nargs="?", help="an EAS JSON spec")
+    p.add_argument("weights", nargs="*", help="with --group: MEMBER=WEIGHT ...")
+    p.add_argument("--group", help="render a group's HTTPRoute instead")
+    p.add_argument("--namespace", dest="render_namespace", help="the namespace (default: default)")
+    p.add_argument("--secrets", action="store_true", help="print Secret values (redacted by default)")
+    p.set_defaults(func=cmd_render)
     p = client_cmd("logs", cmd_logs, "tail instance logs")
     p.add_argument("name")
     p.add_argument("--lines", type=int, default=100)

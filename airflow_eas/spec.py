@@ -163,6 +163,27 @@ class StorageMount(_Strict):
         return next(k for k in ("oss", "nfs", "git", "local") if getattr(self, k) is not None)
 
 
+class CloudInstance(_Strict):
+    """One instance type, in order of preference; ``spot_price_limit`` asks for a spot instance."""
+
+    type: str = Field(min_length=1, max_length=63)
+    spot_price_limit: float | None = Field(default=None, gt=0)
+
+
+class CloudComputing(_Strict):
+    instances: list[CloudInstance] = Field(default_factory=list)
+
+
+class Cloud(_Strict):
+    """EAS ``cloud``: where instances run. The single host ignores it; a cluster turns it into node affinity."""
+
+    computing: CloudComputing = Field(default_factory=CloudComputing)
+
+    @property
+    def instance_types(self) -> list[str]:
+        return [i.type for i in self.computing.instances]
+
+
 def _absolute_path(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError(f"{value!r} must be an absolute path")
@@ -186,7 +207,7 @@ class ServiceSpec(_Strict):
     warm_up_data_path: str | None = None
     storage: list[StorageMount] = Field(default_factory=list)
     token: str | None = None
-    cloud: dict[str, Any] | None = None
+    cloud: Cloud | None = None
 
     @field_validator("name")
     @classmethod

@@ -7,12 +7,14 @@ the hook for ``get_platform()`` and talk to the :class:`Platform` interface only
 connection type    platform
 =================  ===========================================================
 ``eas``            :class:`~airflow_eas.platform.client.EasClient` (``eas server``)
-``kubernetes``     ``KubernetesPlatform`` (not available yet: a clear EasError)
+``kubernetes``     :class:`~airflow_eas.platform.kubernetes.KubernetesPlatform` (docs/kubernetes.md)
 =================  ===========================================================
 
 An ``eas`` connection holds the control plane's host and port (scheme in ``schema``,
 ``http`` by default) and the admin token as its password, e.g.
 ``AIRFLOW_CONN_EAS_DEFAULT='{"conn_type": "eas", "host": "127.0.0.1", "port": 8600, "password": "…"}'``.
+A ``kubernetes`` connection is the cncf-kubernetes provider's, with extras naming the Gateway,
+Prometheus and the model-server image (:class:`~airflow_eas.platform.kubernetes.ClusterSettings`).
 """
 
 from __future__ import annotations
@@ -115,15 +117,11 @@ class EasHook(BaseHook):
         )
 
     def _kubernetes_platform(self) -> Platform:
-        try:
-            from airflow_eas.platform.kubernetes import KubernetesPlatform  # type: ignore[import-not-found]
-        except ImportError:
-            raise InvalidSpec(
-                f"connection {self.eas_conn_id!r} is of type 'kubernetes', but the Kubernetes platform "
-                "is not implemented yet; use an 'eas' connection to an eas server",
-                status=501,
-            ) from None
-        return KubernetesPlatform.from_airflow_connection(self.eas_conn_id)  # pragma: no cover
+        # The cluster part of the connection (kubeconfig, context, namespace, in-cluster) is read by the
+        # cncf-kubernetes provider's KubernetesHook; the extras name the gateway, Prometheus and images.
+        from airflow_eas.platform.kubernetes import KubernetesPlatform
+
+        return KubernetesPlatform.from_airflow_connection(self.eas_conn_id)
 
     def console_url(self, service: str) -> str:
         """A service's console page: the connection's ``console_url`` template, else the plugin's page."""
@@ -140,4 +138,5 @@ class EasHook(BaseHook):
             gateway = platform.gateway_url()
         except EasError as exc:
             return False, exc.message
-        return True, f"connected to {self.endpoint}: {len(services)} services; gateway {gateway}"
+        where = getattr(platform, "endpoint", None) or f"namespace {getattr(platform, 'ns', '?')}"
+        return True, f"connected to {where}: {len(services)} services; gateway {gateway}"

@@ -94,6 +94,8 @@ class GroupInfo(_Json):
     endpoint: str
     token: str
     members: list[GroupMember] = field(default_factory=list)
+    # Whether the gateway took the current weights (a cluster's route status); None where it cannot be known.
+    accepted: bool | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GroupInfo:

@@ -33,7 +33,7 @@ from airflow_eas.server.series import SeriesSampler, SeriesStore
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
 from airflow_eas.server.views import describe, render_prometheus
-from airflow_eas.spec import check_name, parse_spec, restore_secrets, spec_dict
+from airflow_eas.spec import ServiceSpec, check_name, parse_spec, restore_secrets, spec_dict
 
 log = logging.getLogger("airflow_eas.server")
 
@@ -102,6 +102,7 @@ class ControlPlane:
                     self.store.delete_service(spec.name)
                     raise
             self.store.add_event(spec.name, "info", f"service created with {spec.metadata.instance} instance(s)")
+            _note_ignored_cloud(self.store, spec)
         self.series.forget(spec.name)  # points of a deleted service of the same name
         self.reconciler.wake()
         return self.describe(spec.name)
@@ -133,6 +134,7 @@ class ControlPlane:
                 failed_version=None, reason="",
             )
             self.store.add_event(name, "info", f"version {svc.version + 1}: rolling update started")
+            _note_ignored_cloud(self.store, spec)
         self.reconciler.wake()
         return self.describe(name)
 
@@ -457,3 +459,11 @@ def serve(config: ServerConfig) -> None:
         server.run()
     finally:
         cp.shutdown()
+
+
+def _note_ignored_cloud(store: Store, spec: ServiceSpec) -> None:
+    """One host has no instance types: say so where the user looks (describe's events), not silently."""
+    if spec.cloud and spec.cloud.instance_types:
+        types = ", ".join(spec.cloud.instance_types)
+        store.add_event(spec.name, "warning", f"cloud.computing.instances ({types}) ignored: a single host "
+                        "has no instance types; they apply on a Kubernetes platform")

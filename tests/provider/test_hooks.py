@@ -24,8 +24,8 @@ def test_hook_builds_the_platform_from_the_connection(monkeypatch) -> None:
     assert isinstance(platform, EasClient)
     assert platform.endpoint == "http://10.0.0.5:8600"
     assert platform.token == "tok"
-    monkeypatch.setenv("AIRFLOW_CONN_EAS_K8S", json.dumps({"conn_type": "kubernetes"}))
-    with pytest.raises(EasError, match="not implemented yet"):
+    monkeypatch.setenv("AIRFLOW_CONN_EAS_K8S", json.dumps({"conn_type": "kubernetes", "extra": {"gatway_name": "x"}}))
+    with pytest.raises(EasError, match="unknown extra.s. gatway_name"):
         EasHook("eas_k8s").get_platform()
     monkeypatch.setenv(
         "AIRFLOW_CONN_EAS_DOWN",
