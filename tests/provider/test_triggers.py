@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import json
 
-from airflow_eas.analysis import Thresholds
+from airflow_eas.analysis import AnalysisPlan
 
 # -- triggers -----------------------------------------------------------------------------------
 
@@ -17,8 +17,8 @@ def test_triggers_serialize_to_their_own_class() -> None:
     for trigger in (
         EasServiceReadyTrigger(service="a_blue", eas_conn_id="c", poll_interval=2, deadline=123.0),
         EasMetricsTrigger(
-            service="a_green", baseline_service="a_blue", thresholds=Thresholds(min_requests=5).to_dict(),
-            eas_conn_id="c", poll_interval=1, deadline=None,
+            service="a_green", baseline_service="a_blue", analysis=AnalysisPlan(min_requests=5).to_dict(),
+            eas_conn_id="c", poll_interval=1, deadline=None, lease={"group": "a", "holder": "d/r", "ttl_seconds": 60},
         ),
     ):  # fmt: skip
         classpath, kwargs = trigger.serialize()
