@@ -79,10 +79,13 @@ def test_a_measurement_keeps_what_it_measured_and_the_worst_check_wins() -> None
     answers = {"q1": 0.2, "q2": 0.95}
     m = measure(platform, "g_green", plan, "g_blue", query=lambda url, q, timeout: answers[q])
     assert m.result == SUCCESSFUL
-    assert m.candidate["requests"] == 100 and m.baseline["service"] == "g_blue"
+    assert m.candidate["requests"] == 100
+    assert m.baseline["service"] == "g_blue"
     assert [c["value"] for c in m.checks] == [0.2, 0.95]
     line = describe_measurement(1, plan, m.to_dict())
-    assert "100 requests" in line and "baseline g_blue" in line and "accuracy = 0.95" in line
+    assert "100 requests" in line
+    assert "baseline g_blue" in line
+    assert "accuracy = 0.95" in line
 
     answers["q2"] = 0.5
     assert measure(platform, "g_green", plan, query=lambda url, q, timeout: answers[q]).result == FAILED
@@ -93,7 +96,8 @@ def test_a_measurement_keeps_what_it_measured_and_the_worst_check_wins() -> None
         raise PlatformUnavailable("cannot reach Prometheus at http://prom")
 
     errored = measure(platform, "g_green", plan, query=down)
-    assert errored.result == ERROR and "cannot reach Prometheus" in errored.message
+    assert errored.result == ERROR
+    assert "cannot reach Prometheus" in errored.message
 
 
 def test_unreadable_data_plane_is_an_error_not_a_failure() -> None:
@@ -139,7 +143,8 @@ def test_verdict_over_several_measurements(limits: dict, results: list[str], pha
     assert run.phase(plan) == phase
     if phase:
         summary = run.summary(plan, phase)
-        assert summary and (phase != ERROR or "says nothing about the canary" in summary)
+        assert summary
+        assert (phase != ERROR or "says nothing about the canary" in summary)
 
 
 def test_run_state_is_json_safe() -> None:

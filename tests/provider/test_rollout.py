@@ -219,7 +219,7 @@ def test_read_warmup_file_jsonl_json_and_errors(tmp_path) -> None:
         rollout.read_warmup_file("s3://bucket/w.jsonl")
 
 
-def test_read_warmup_file_from_oss(s3_server, monkeypatch, tmp_path) -> None:  # noqa: ANN001
+def test_read_warmup_file_from_oss(s3_server, monkeypatch, tmp_path) -> None:
     """An oss:// warm-up file is read with the platform's own object-store client (a real S3 server)."""
     boto3 = pytest.importorskip("boto3")
     s3 = boto3.client(
