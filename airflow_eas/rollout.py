@@ -361,11 +361,16 @@ def rollback(
         weights[previous] = 100
     platform.set_traffic(group, weights)
     if stop_service:
-        try:
-            platform.stop(service)
-        except NotFound:
-            pass
+        stop_quietly(platform, service)
     return weights
+
+
+def stop_quietly(platform: Platform, service: str) -> None:
+    """Stop ``service``; one that is gone already is fine."""
+    try:
+        platform.stop(service)
+    except NotFound:
+        pass
 
 
 # -- leases ------------------------------------------------------------------------------------
@@ -437,15 +442,23 @@ def heartbeat(platform: Platform, lease: LeaseRef, *, stable: str | None = None)
         raise RolloutAborted(f"{ABORTED_PREFIX}{exc.message}") from None
 
 
-def platform_reverted(platform: Platform, group: str, holder: str) -> str | None:
-    """Why the platform took ``group`` from ``holder`` (it already moved the traffic), or None."""
+@dataclass(frozen=True)
+class Reverted:
+    """The platform took a run's group back: why, and whether another rollout holds it now."""
+
+    reason: str
+    taken_by_another: bool = False
+
+
+def platform_reverted(platform: Platform, group: str, holder: str) -> Reverted | None:
+    """Why ``holder`` no longer owns ``group`` (the platform moved the traffic already), or None."""
     lease = platform.get_lease(group)
     if lease is None:
         return None
     if lease.holder == holder and lease.revoked:
-        return f"{ABORTED_PREFIX}{lease.reason}"
+        return Reverted(f"{ABORTED_PREFIX}{lease.reason}")
     if lease.holder != holder:
-        return f"group {group} is now leased by {lease.holder}"
+        return Reverted(f"group {group} is now leased by {lease.holder}", taken_by_another=True)
     return None
 
 

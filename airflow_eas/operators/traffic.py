@@ -177,8 +177,8 @@ class EasRolloutFailedOperator(EasBaseOperator):
 
     def execute(self, context: Any) -> None:
         reverted = rollout.platform_reverted(self.platform, self.group, default_holder(context))
-        if reverted and reverted.startswith(rollout.ABORTED_PREFIX):
-            raise AirflowFailException(f"the rollout of group {self.group} failed: {reverted}")
+        if reverted and not reverted.taken_by_another:
+            raise AirflowFailException(f"the rollout of group {self.group} failed: {reverted.reason}")
         raise AirflowFailException(
             f"the rollout of group {self.group} failed; its traffic went back to the previous member "
             "(see the failed task and the rollback task)"
@@ -288,14 +288,19 @@ class EasRollbackOperator(EasBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if not self.service:
             raise AirflowSkipException("nothing was deployed in this run: nothing to roll back")
-        reverted = rollout.platform_reverted(self.platform, self.group, default_holder(context))
+        platform = self.platform
+        reverted = rollout.platform_reverted(platform, self.group, default_holder(context))
         if reverted:
-            # The platform already moved the traffic back (and another rollout may own the group now).
-            self.log.warning("Not rolling back group %s: %s", self.group, reverted)
-            return {"service": self.service, "previous": self.previous or None, "weights": {}, "skipped": reverted}
+            # The platform already moved the traffic back: its weights stand. The candidate (now without
+            # traffic) is stopped unless another rollout owns the group by now (it may be deploying there).
+            self.log.warning("Not changing group %s's traffic: %s", self.group, reverted.reason)
+            if self.stop_service and not reverted.taken_by_another:
+                rollout.stop_quietly(platform, self.service)
+            return {"service": self.service, "previous": self.previous or None, "weights": {},
+                    "skipped": reverted.reason}
         previous = self.previous or None
         weights = rollout.rollback(
-            self.platform,
+            platform,
             self.group,
             self.service,
             previous,

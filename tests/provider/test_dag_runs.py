@@ -108,7 +108,10 @@ def test_bad_version_is_rolled_back_and_the_run_fails(eas_conn, airflow_db, traf
     seed_group(client, group)
     traffic = traffic_to(group)
     time.sleep(1)
-    plan = rollout_plan("bad_release", group, service=echo_service(APP_VERSION="2", FAIL_RATE="0.2"))
+    # guard off: this is the Airflow analysis path (the platform guard has its own test below)
+    plan = rollout_plan(
+        "bad_release", group, service=echo_service(APP_VERSION="2", FAIL_RATE="0.2"), guard=False
+    )
     run = run_plan(plan)
     traffic.stop()
 
@@ -201,7 +204,8 @@ def test_guard_cuts_off_a_failing_canary_during_the_bake_and_the_run_fails(
     shifted = task_start(run, "bake_50")
     assert guard_events[0].time - shifted < 15, "the canary kept its traffic too long"
     rolled = xcom(run, "rollback")
-    assert "the platform's guard reverted it" in rolled["skipped"]  # the rollback left the group alone
+    assert "the platform's guard reverted it" in rolled["skipped"]  # the rollback left the weights alone
+    wait_until(lambda: client.describe("guardrun_green").status == "Stopped", 20, "the canary stopped")
     assert client.get_lease(group) is None
 
 

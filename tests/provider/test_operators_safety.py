@@ -74,7 +74,7 @@ def test_a_platform_revert_fails_the_next_task_with_the_reason(fake_platform: Fa
         task_context()
     )
     assert "the platform's guard reverted it" in rolled["skipped"]
-    assert fake_platform.writes("set_traffic", "stop") == []
+    assert fake_platform.writes("set_traffic", "stop") == [("stop", "g_green")]  # weights as the platform set
     with pytest.raises(AirflowFailException, match="failed: the platform's guard reverted it: the guard saw"):
         EasRolloutFailedOperator(task_id="rollout_failed", group="g").execute(task_context())
 
