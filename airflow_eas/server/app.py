@@ -24,14 +24,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from airflow_eas import __version__
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, Unauthorized
 from airflow_eas.platform.base import GroupInfo, GroupMember, GuardSettings, Metrics
-from airflow_eas.server.gateway import Gateway
+from airflow_eas.server.gateway import Gateway, GatewayTimings
 from airflow_eas.server.guard import RolloutGuard
 from airflow_eas.server.metrics import MetricsCollector
-from airflow_eas.server.prometheus import render_prometheus
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.runtimes.process import ProcessRuntime
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
+from airflow_eas.server.views import describe, render_prometheus
 from airflow_eas.spec import check_name, parse_spec, restore_secrets, spec_dict
 
 log = logging.getLogger("airflow_eas.server")
@@ -64,8 +64,10 @@ class ControlPlane:
         remembered = self.store.setting("metrics_port")
         self.metrics = MetricsCollector(int(remembered) if remembered else 0)
         self.store.set_setting("metrics_port", str(self.metrics.port))
+        timings = timings or Timings()
         self.gateway = Gateway(
-            data_dir, host=config.host, port=config.gateway_port, log_port=self.metrics.port
+            data_dir, host=config.host, port=config.gateway_port, log_port=self.metrics.port,
+            timings=GatewayTimings(wait=timings.gateway_wait),
         )
         storage_for(data_dir, config.oss)
         self.runtime = _runtime(config)
@@ -164,17 +166,17 @@ class ControlPlane:
             self.store.update_service(name, desired=DELETED)
         self.reconciler.wake()
 
-    def _live(self, name: str):  # noqa: ANN202
+    def _live(self, name: str):
         svc = self.store.service(name)
         if svc.desired == DELETED:
             raise Conflict(f"service {name!r} is being deleted")
         return svc
 
     def describe(self, name: str) -> dict:
-        return self.reconciler.describe(self.store.service(name), self.gateway_url).to_dict()
+        return describe(self.store, self.store.service(name), self.gateway_url).to_dict()
 
     def list(self) -> list[dict]:
-        return [self.reconciler.describe(s, self.gateway_url).to_dict() for s in self.store.services()]
+        return [describe(self.store, s, self.gateway_url).to_dict() for s in self.store.services()]
 
     def metrics_of(self, name: str, window: int) -> dict:
         if not self.store.has_service(name):
@@ -226,8 +228,7 @@ class ControlPlane:
             self.store.set_weights(name, weights)
             for member, weight in weights.items():
                 self.store.add_event(member, "info", f"group {name}: weight set to {weight}")
-        self.reconciler.wake()
-        self.reconciler.tick_now()
+        self.reconciler.apply_gateway()  # the weights serve before the call returns
         return self.group(name)
 
     def endpoint(self, name: str) -> dict:
@@ -298,7 +299,7 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _runtime(config: ServerConfig):  # noqa: ANN202
+def _runtime(config: ServerConfig):
     if config.runtime == "process":
         return ProcessRuntime()
     if config.runtime == "docker":
@@ -338,7 +339,22 @@ def build_app(cp: ControlPlane) -> FastAPI:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse(InvalidSpec("; ".join(parts)).to_dict(), status_code=400)
 
-    v2 = APIRouter(prefix="/api/v2", dependencies=[Depends(auth)])
+    auth_dep = [Depends(auth)]
+    app.include_router(_service_routes(cp), dependencies=auth_dep)
+    app.include_router(_service_control_routes(cp), dependencies=auth_dep)
+    app.include_router(_group_routes(cp), dependencies=auth_dep)
+    app.include_router(_lease_routes(cp), dependencies=auth_dep)
+
+    @app.get("/metrics", dependencies=[Depends(auth)])
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(render_prometheus(cp.store, cp.metrics), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _service_routes(cp: ControlPlane) -> APIRouter:
+    """Creating, reading, changing and deleting services."""
+    v2 = APIRouter(prefix="/api/v2")
 
     @v2.post("/services", status_code=201)
     def create_service(body: Any = Body(...)) -> dict:
@@ -356,6 +372,18 @@ def build_app(cp: ControlPlane) -> FastAPI:
     def modify_service(name: str, body: Any = Body(...)) -> dict:
         return cp.modify(name, body)
 
+    @v2.delete("/services/{name}", status_code=204)
+    def delete_service(name: str) -> Response:
+        cp.delete(name)
+        return Response(status_code=204)
+
+    return v2
+
+
+def _service_control_routes(cp: ControlPlane) -> APIRouter:
+    """Scaling, starting and stopping a service; its metrics and logs."""
+    v2 = APIRouter(prefix="/api/v2")
+
     @v2.post("/services/{name}/scale")
     def scale_service(name: str, body: dict = Body(...)) -> dict:
         return cp.scale(name, body.get("instances"))
@@ -368,11 +396,6 @@ def build_app(cp: ControlPlane) -> FastAPI:
     def stop_service(name: str) -> dict:
         return cp.stop_service(name)
 
-    @v2.delete("/services/{name}", status_code=204)
-    def delete_service(name: str) -> Response:
-        cp.delete(name)
-        return Response(status_code=204)
-
     @v2.get("/services/{name}/metrics")
     def service_metrics(name: str, window: int = 60) -> dict:
         return cp.metrics_of(name, window)
@@ -380,6 +403,13 @@ def build_app(cp: ControlPlane) -> FastAPI:
     @v2.get("/services/{name}/logs")
     def service_logs(name: str, lines: int = 100) -> dict:
         return {"logs": cp.logs(name, max(1, min(lines, 5000)))}
+
+    return v2
+
+
+def _group_routes(cp: ControlPlane) -> APIRouter:
+    """Groups, their traffic and leases; endpoints and server info."""
+    v2 = APIRouter(prefix="/api/v2")
 
     @v2.get("/groups")
     def list_groups() -> dict:
@@ -392,6 +422,27 @@ def build_app(cp: ControlPlane) -> FastAPI:
     @v2.put("/groups/{name}/traffic")
     def set_traffic(name: str, body: dict = Body(...)) -> dict:
         return cp.set_traffic(name, body.get("weights"))
+
+    @v2.post("/groups/{name}/events", status_code=204)
+    def add_group_event(name: str, body: dict = Body(...)) -> Response:
+        cp.add_group_event(name, body)
+        return Response(status_code=204)
+
+    @v2.get("/endpoints/{name}")
+    def endpoint(name: str) -> dict:
+        return cp.endpoint(name)
+
+    @v2.get("/info")
+    def info() -> dict:
+        return {"gateway": cp.gateway_url, "version": __version__, "runtime": cp.runtime.name,
+                "gateway_restarts": cp.gateway.restarts}
+
+    return v2
+
+
+def _lease_routes(cp: ControlPlane) -> APIRouter:
+    """A group's lease: taken with its stable member (and guard), renewed, read, released."""
+    v2 = APIRouter(prefix="/api/v2")
 
     @v2.post("/groups/{name}/lease")
     def acquire_lease(name: str, body: dict = Body(...)) -> dict:
@@ -410,27 +461,7 @@ def build_app(cp: ControlPlane) -> FastAPI:
         cp.store.release_lease(name, holder)
         return Response(status_code=204)
 
-    @v2.post("/groups/{name}/events", status_code=204)
-    def add_group_event(name: str, body: dict = Body(...)) -> Response:
-        cp.add_group_event(name, body)
-        return Response(status_code=204)
-
-    @v2.get("/endpoints/{name}")
-    def endpoint(name: str) -> dict:
-        return cp.endpoint(name)
-
-    @v2.get("/info")
-    def info() -> dict:
-        return {"gateway": cp.gateway_url, "version": __version__, "runtime": cp.runtime.name,
-                "gateway_restarts": cp.gateway.restarts}
-
-    @app.get("/metrics", dependencies=[Depends(auth)])
-    def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(render_prometheus(cp), media_type="text/plain; version=0.0.4")
-
-    app.include_router(v2)
-
-    return app
+    return v2
 
 
 def serve(config: ServerConfig) -> None:

@@ -50,7 +50,7 @@ class EmbeddedServer:
         return EasClient(self.endpoint, self.token)
 
     def start(self, timeout: float = 30.0) -> EmbeddedServer:
-        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.data_dir / "server.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "airflow_eas.cli", "server", "--data-dir", str(self.data_dir),
              "--api-port", str(self.api_port), "--gateway-port", str(self.gateway_port), "--runtime", self.runtime],

@@ -52,6 +52,7 @@ LEASE_COLUMNS = {
 # `stopping`: asked to exit, killed after the grace period.
 STARTING, RUNNING, BACKOFF, DRAINING, STOPPING = "starting", "running", "backoff", "draining", "stopping"
 ACTIVE_STATES = (STARTING, RUNNING, BACKOFF)
+DELETED = -1  # `services.desired` of a service being deleted
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_eas.server.embedded import EmbeddedServer, start_embedded
-from tests.conftest import APPS
+from tests.conftest import APPS, deleting_new_services
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "airflow-eas/base:bookworm"
@@ -23,7 +23,7 @@ MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
 
 
 @pytest.fixture(scope="session")
-def docker_client():  # noqa: ANN201
+def docker_client():
     docker = pytest.importorskip("docker")
     try:
         client = docker.from_env(timeout=60)
@@ -44,18 +44,18 @@ def _build(target: str, image: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def base_image(docker_client) -> str:  # noqa: ANN001
+def base_image(docker_client) -> str:
     return _build("base", BASE_IMAGE)
 
 
 @pytest.fixture(scope="session")
-def model_server_image(docker_client) -> str:  # noqa: ANN001
+def model_server_image(docker_client) -> str:
     return _build("model-server", MODEL_SERVER_IMAGE)
 
 
 @pytest.fixture(scope="session")
-def docker_server(tmp_path_factory: pytest.TempPathFactory, base_image: str,
-                  s3_server: dict[str, str]) -> Iterator[EmbeddedServer]:
+def docker_session(tmp_path_factory: pytest.TempPathFactory, base_image: str,
+                   s3_server: dict[str, str]) -> Iterator[EmbeddedServer]:
     """`eas server --runtime docker`, with the test object store as its OSS endpoint."""
     if shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed (make test installs it with apt-get)")
@@ -63,9 +63,18 @@ def docker_server(tmp_path_factory: pytest.TempPathFactory, base_image: str,
         for key, value in s3_server.items():
             env.setenv(key, value)
         server = start_embedded(tmp_path_factory.mktemp("eas-docker"), runtime="docker")
-    yield server
-    server.stop()
-    remove_containers_of(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+        remove_containers_of(server)
+
+
+@pytest.fixture
+def docker_server(docker_session: EmbeddedServer) -> Iterator[EmbeddedServer]:
+    """The session's docker server; what the test created is deleted, pass or fail."""
+    with deleting_new_services(docker_session) as server:
+        yield server
 
 
 def remove_containers_of(server: EmbeddedServer) -> None:

@@ -85,12 +85,13 @@ def test_airflow_commands_parse_and_the_connection_reaches_eas_server(compose: d
                             "airflow-triggerer": "triggerer"}
     eas_env = services["eas-server"]["environment"]
     eas_command = _interpolate(services["eas-server"]["command"][0])
-    assert out["endpoint"] == "http://127.0.0.1:8600" and "--host 127.0.0.1 --api-port 8600" in eas_command
+    assert out["endpoint"] == "http://127.0.0.1:8600"
+    assert "--host 127.0.0.1 --api-port 8600" in eas_command
     assert out["token"] == _interpolate(eas_env["EAS_ADMIN_TOKEN"]), "Airflow holds eas-server's admin token"
 
 
 @pytest.mark.docker
-def test_eas_server_command_runs_as_written(compose: dict, docker_client, tmp_path: Path) -> None:  # noqa: ANN001
+def test_eas_server_command_runs_as_written(compose: dict, docker_client, tmp_path: Path) -> None:
     if shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed")
     service = compose["services"]["eas-server"]
@@ -116,7 +117,8 @@ def test_eas_server_command_runs_as_written(compose: dict, docker_client, tmp_pa
                 return None
 
         got = wait_until(info, 30, "eas-server to answer")
-        assert got["runtime"] == "docker" and got["gateway"] == f"http://127.0.0.1:{gateway}"
+        assert got["runtime"] == "docker"
+        assert got["gateway"] == f"http://127.0.0.1:{gateway}"
         assert (tmp_path / "data" / "admin_token").stat().st_mode & 0o077 == 0
     finally:
         proc.send_signal(signal.SIGTERM)

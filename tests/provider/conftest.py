@@ -42,16 +42,16 @@ def airflow_db() -> Path:
 
 
 @pytest.fixture(scope="session")
-def eas_conn(eas_server) -> Iterator[Any]:
+def eas_conn(eas_session) -> Iterator[Any]:
     """The ``eas_default`` connection, pointing at the session's eas server."""
     conn = {
         "conn_type": "eas",
         "host": "127.0.0.1",
-        "port": eas_server.api_port,
-        "password": eas_server.token,
+        "port": eas_session.api_port,
+        "password": eas_session.token,
     }
     os.environ["AIRFLOW_CONN_EAS_DEFAULT"] = json.dumps(conn)
-    yield eas_server
+    yield eas_session
     os.environ.pop("AIRFLOW_CONN_EAS_DEFAULT", None)
 
 

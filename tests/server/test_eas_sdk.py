@@ -57,7 +57,7 @@ def _call(sdk: Path, endpoint: str, name: str, token: str, body: str) -> str:
     return res.stdout.strip().splitlines()[-1]
 
 
-def test_eas_sdk_signed_requests_pass_the_gateway(eas_server, sdk: Path) -> None:  # noqa: ANN001
+def test_eas_sdk_signed_requests_pass_the_gateway(eas_server, sdk: Path) -> None:
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("sdk_svc", group="sdk_grp")))
     wait_until(lambda: client.describe("sdk_svc").status == "Running", 30, "Running")
@@ -69,4 +69,3 @@ def test_eas_sdk_signed_requests_pass_the_gateway(eas_server, sdk: Path) -> None
 
     assert _call(sdk, eas_server.gateway, "sdk_svc", "wrong-token-123", "x") == "HTTP 401"
     assert _call(sdk, eas_server.gateway, "sdk_svc", group.token, "x") == "HTTP 401", "another name's token"
-    client.delete("sdk_svc")

@@ -34,7 +34,7 @@ def weights(client: Any, group: str) -> dict[str, int]:
 
 
 @pytest.fixture
-def traffic(eas_server) -> Iterator[Any]:  # noqa: ANN001
+def traffic(eas_server) -> Iterator[Any]:
     drivers: list[TrafficDriver] = []
 
     def start(group: str, rps: float = 40) -> TrafficDriver:
@@ -49,7 +49,7 @@ def traffic(eas_server) -> Iterator[Any]:  # noqa: ANN001
             driver.stop()
 
 
-def test_lapsed_lease_with_split_traffic_goes_back_to_the_stable_member(eas_server, traffic) -> None:  # noqa: ANN001
+def test_lapsed_lease_with_split_traffic_goes_back_to_the_stable_member(eas_server, traffic) -> None:
     client, group = eas_server.client, "deadman"
     blue, green = two_members(client, group)
     load = traffic(group)
@@ -66,7 +66,10 @@ def test_lapsed_lease_with_split_traffic_goes_back_to_the_stable_member(eas_serv
     assert load.errors == 0, load.failures_at[:5]
 
     lease = client.get_lease(group)
-    assert lease is not None and lease.revoked and "lapsed" in lease.reason and blue in lease.reason
+    assert lease is not None
+    assert lease.revoked
+    assert "lapsed" in lease.reason
+    assert blue in lease.reason
     assert any("lapsed" in e.message and e.level == "warning" for e in client.describe_group(group).events)
     # The run, coming back, learns it lost: its heartbeat is refused with the reason.
     with pytest.raises(RolloutAborted, match="lapsed"):
@@ -77,7 +80,7 @@ def test_lapsed_lease_with_split_traffic_goes_back_to_the_stable_member(eas_serv
     assert client.get_lease(group) is None
 
 
-def test_guard_cuts_off_a_failing_canary_in_seconds(eas_server, traffic) -> None:  # noqa: ANN001
+def test_guard_cuts_off_a_failing_canary_in_seconds(eas_server, traffic) -> None:
     client, group = eas_server.client, "guarded"
     blue, green = two_members(client, group, FAIL_RATE="0.5")
     traffic(group)
@@ -89,14 +92,16 @@ def test_guard_cuts_off_a_failing_canary_in_seconds(eas_server, traffic) -> None
     wait_until(lambda: weights(client, group)[green] == 0, 15, "the guard to take the canary's traffic")
     assert time.monotonic() - shifted < 15
     lease = client.get_lease(group)
-    assert lease is not None and lease.revoked
-    assert "error rate" in lease.reason and green in lease.reason
+    assert lease is not None
+    assert lease.revoked
+    assert "error rate" in lease.reason
+    assert green in lease.reason
     with pytest.raises(RolloutAborted, match="error rate"):
         client.renew_lease(group, "canary_dag/run_1", 300)
     client.release_lease(group, "canary_dag/run_1")
 
 
-def test_heartbeat_keeps_a_short_lease_and_release_frees_it(eas_server) -> None:  # noqa: ANN001
+def test_heartbeat_keeps_a_short_lease_and_release_frees_it(eas_server) -> None:
     client, group = eas_server.client, "heartbeat"
     blue, green = two_members(client, group)
     client.acquire_lease(group, "dag/run", 2, stable=blue)
@@ -115,7 +120,7 @@ def test_heartbeat_keeps_a_short_lease_and_release_frees_it(eas_server) -> None:
     assert client.get_lease(group) is None, "a lapsed lease with nothing split is freed"
 
 
-def test_lease_body_is_validated(eas_server) -> None:  # noqa: ANN001
+def test_lease_body_is_validated(eas_server) -> None:
     client, group = eas_server.client, "leasecheck"
     blue, _ = two_members(client, group)
     with pytest.raises(InvalidSpec, match="stable"):

@@ -32,8 +32,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from airflow_eas.errors import DeployFailed, PlatformUnavailable
-from airflow_eas.server import storage
 from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime
+from airflow_eas.server.storage import mounts_for
 
 MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
 ALIVE = frozenset({"created", "running", "paused", "restarting"})
@@ -88,7 +88,7 @@ class DockerRuntime(Runtime):
         if cache:
             Path(cache).mkdir(parents=True, exist_ok=True)
             out.append(Mount(cache, cache, type="bind"))
-        for m in storage.mounts_for(request.spec, eas_mounts):
+        for m in mounts_for(request.spec, eas_mounts):
             nfs = m.nfs
             if nfs is None:
                 out.append(Mount(m.mount_path, m.source, type="bind", read_only=m.read_only))
