@@ -11,12 +11,14 @@ check (``metrics: [{name, prometheus: {url, query}, max | min}]``) and gives one
 - ``Error``: a metrics source could not be read (not a bad canary).
 
 The worst result of a measurement's checks wins (Failed > Error > Inconclusive > Successful).
-An :class:`AnalysisRun` takes a measurement every ``interval_seconds`` and settles as Argo's
-analysis run does: Failed once more than ``failure_limit`` measurements failed, Error once
-more than ``consecutive_error_limit`` errors came in a row, Inconclusive once more than
-``inconclusive_limit`` were inconclusive; after ``count`` measurements Successful when at
-least one passed. Every measurement is kept (window, requests, error rate, p99, baseline,
-each check) for the task log and XCom.
+An :class:`AnalysisRun` takes a measurement every ``interval_seconds`` and settles by Argo's
+limits: Failed once more than ``failure_limit`` measurements failed, Error once more than
+``consecutive_error_limit`` errors came in a row, Inconclusive once more than
+``inconclusive_limit`` were inconclusive; Successful once ``count`` measurements with data
+(Successful or Failed) were taken within those limits. Unlike Argo, measurements without data
+do not use up ``count``: a window still filling after a traffic shift costs only inconclusive
+measurements, never the verdict (no data is never a pass). Every measurement is kept (window,
+requests, error rate, p99, baseline, each check) for the task log and XCom.
 """
 
 from __future__ import annotations
@@ -79,11 +81,12 @@ class AnalysisPlan(_Strict):
     :param baseline_tolerance: the candidate's p99 may be at most this factor of the live member's
     :param baseline_slack_ms: absolute slack on that comparison (2 ms vs 3 ms is noise)
     :param interval_seconds: time between measurements (``poll_seconds`` is accepted too)
-    :param count: measurements to take before a Successful verdict
+    :param count: measurements with data (Successful or Failed) needed for a Successful verdict
     :param failure_limit: failed measurements tolerated (more: Failed)
     :param inconclusive_limit: inconclusive measurements tolerated (more: Inconclusive)
     :param consecutive_error_limit: unreadable measurements in a row tolerated (more: Error)
-    :param timeout_seconds: bound on the whole analysis (default: count x interval + 60 s)
+    :param timeout_seconds: bound on the whole analysis (default: every measurement the limits allow,
+        at its interval, plus 60 s)
     :param metrics: custom Prometheus checks, judged by the same rules
     """
 
@@ -96,7 +99,7 @@ class AnalysisPlan(_Strict):
     interval_seconds: float = Field(default=5, gt=0, validation_alias=AliasChoices("interval_seconds", "poll_seconds"))
     count: int = Field(default=3, ge=1, le=10000)
     failure_limit: int = Field(default=0, ge=0)
-    inconclusive_limit: int = Field(default=1, ge=0)
+    inconclusive_limit: int = Field(default=10, ge=0)
     consecutive_error_limit: int = Field(default=4, ge=0)
     timeout_seconds: int | None = Field(default=None, ge=1)
     metrics: list[MetricCheck] = Field(default_factory=list)
@@ -117,7 +120,8 @@ class AnalysisPlan(_Strict):
     @property
     def budget_seconds(self) -> float:
         """How long the analysis may take at most."""
-        return float(self.timeout_seconds or self.count * self.interval_seconds + 60)
+        most = self.count + self.failure_limit + self.inconclusive_limit + self.consecutive_error_limit + 1
+        return float(self.timeout_seconds or most * self.interval_seconds + 60)
 
 
 # -- one measurement ----------------------------------------------------------------------------
@@ -285,8 +289,8 @@ class AnalysisRun:
             return ERROR
         if inconclusive > plan.inconclusive_limit:
             return INCONCLUSIVE
-        if len(self.measurements) >= plan.count:
-            return SUCCESSFUL if self.tally(SUCCESSFUL) else INCONCLUSIVE  # no data is never a pass
+        if self.tally(SUCCESSFUL) + failed >= plan.count:
+            return SUCCESSFUL  # count measurements with data, failures within the limit
         return None
 
     def summary(self, plan: AnalysisPlan, phase: str) -> str:
@@ -303,7 +307,7 @@ class AnalysisRun:
         if phase == INCONCLUSIVE:
             return (f"{self.tally(INCONCLUSIVE)} of {n} measurements inconclusive (inconclusive_limit "
                     f"{plan.inconclusive_limit}): {detail}; no data is never a pass")
-        return f"{self.tally(SUCCESSFUL)} of {n} measurements passed; last: {detail}"
+        return f"{self.tally(SUCCESSFUL)} of {n} measurements passed (count {plan.count}); last: {detail}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -118,21 +118,24 @@ def run_of(*results: str) -> AnalysisRun:
 @pytest.mark.parametrize(
     ("limits", "results", "phase"),
     [
-        # Successful after `count` measurements with at least one pass
+        # Successful after `count` measurements with data; those without data do not count
         ({"count": 3}, [SUCCESSFUL, SUCCESSFUL], None),
         ({"count": 3}, [SUCCESSFUL, SUCCESSFUL, SUCCESSFUL], SUCCESSFUL),
-        ({"count": 3, "inconclusive_limit": 1}, [INCONCLUSIVE, SUCCESSFUL, SUCCESSFUL], SUCCESSFUL),
+        ({"count": 3, "inconclusive_limit": 1}, [INCONCLUSIVE, SUCCESSFUL, SUCCESSFUL], None),
+        ({"count": 3, "inconclusive_limit": 1}, [INCONCLUSIVE, SUCCESSFUL, SUCCESSFUL, SUCCESSFUL], SUCCESSFUL),
+        ({"count": 2, "failure_limit": 1}, [FAILED, SUCCESSFUL], SUCCESSFUL),
         # Failed: more than failure_limit failed measurements, at once
         ({"count": 5}, [SUCCESSFUL, FAILED], FAILED),
         ({"count": 5, "failure_limit": 1}, [FAILED, SUCCESSFUL], None),
         ({"count": 5, "failure_limit": 1}, [FAILED, SUCCESSFUL, FAILED], FAILED),
         # Inconclusive: more than inconclusive_limit; never a pass without data
         ({"count": 5, "inconclusive_limit": 1}, [INCONCLUSIVE, INCONCLUSIVE], INCONCLUSIVE),
-        ({"count": 2, "inconclusive_limit": 5}, [INCONCLUSIVE, INCONCLUSIVE], INCONCLUSIVE),
+        ({"count": 2, "inconclusive_limit": 5}, [INCONCLUSIVE] * 5, None),
+        ({"count": 2, "inconclusive_limit": 5}, [INCONCLUSIVE] * 6, INCONCLUSIVE),
         # Error: more than consecutive_error_limit errors in a row; errors apart do not add up
         ({"count": 9, "consecutive_error_limit": 2}, [ERROR, ERROR, ERROR], ERROR),
         ({"count": 9, "consecutive_error_limit": 2}, [ERROR, ERROR, SUCCESSFUL, ERROR, ERROR], None),
-        ({"count": 3, "consecutive_error_limit": 2}, [ERROR, SUCCESSFUL, ERROR], SUCCESSFUL),
+        ({"count": 2, "consecutive_error_limit": 2}, [ERROR, SUCCESSFUL, ERROR, SUCCESSFUL], SUCCESSFUL),
         # The worst phase wins: a failure beats errors and inconclusive ones
         ({"count": 9, "consecutive_error_limit": 0, "inconclusive_limit": 0}, [INCONCLUSIVE, ERROR, FAILED], FAILED),
     ],
