@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_eas.errors import Conflict, InvalidSpec, NotFound, RolloutAborted
 from airflow_eas.platform.base import (
+    LEASE_HELD,
     LEASE_REVOKED,
     RUNNING,
     STOPPED,
@@ -211,7 +212,7 @@ class FakePlatform(Platform):
         current = self.leases.get(group)
         if current and current.holder == holder and current.revoked:
             raise RolloutAborted(current.reason)
-        if current and current.holder != holder and not current.revoked and current.expires_at > time.time():
+        if current and current.holder != holder and current.state == LEASE_HELD and current.expires_at > time.time():
             raise Conflict(f"group {group} is leased by {current.holder}")
         self.leases[group] = Lease(group, holder, time.time() + ttl_seconds, stable, guard, ttl_seconds)
         return self.leases[group]

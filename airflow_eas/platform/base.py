@@ -155,9 +155,11 @@ class GuardSettings(_Json):
         return self
 
 
-# Lease states: held by a rollout; revoked by the platform (it reverted the group's traffic).
+# Lease states: held by a rollout; revoked by the platform (it reverted the group's traffic);
+# lapsed (no heartbeat, nothing was split: the group is free, its holder may renew it).
 LEASE_HELD = "held"
 LEASE_REVOKED = "revoked"
+LEASE_LAPSED = "lapsed"
 
 
 @dataclass

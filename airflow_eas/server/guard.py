@@ -12,7 +12,8 @@ at every held lease:
 
 Either way the lease is marked revoked with the reason (the group is free again; its holder
 learns why at its next heartbeat) and the group's events say what happened. A lapsed lease
-with nothing split is simply freed. Weights change through the API's own ``set_traffic``.
+with nothing split only frees the group (its holder may renew it, keeping its stable member).
+Weights change through the API's own ``set_traffic``.
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ class RolloutGuard:
                 self._revert(lease, members, f"the lease of {lease.holder} lapsed (no heartbeat for "
                                              f"{_seconds(lease.ttl_seconds)}) while traffic was split ({split})")
             else:
-                self.store.release_lease(lease.group, lease.holder)
-                self.store.add_event(lease.group, "info", f"the lease of {lease.holder} lapsed; nothing to revert")
+                why = f"the lease of {lease.holder} lapsed; nothing was split, nothing to revert"
+                self.store.lapse_lease(lease.group, lease.holder, why)
+                self.store.add_event(lease.group, "info", why)
             return
         if lease.guard is None or not stable:
             return

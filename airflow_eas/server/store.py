@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_eas.errors import Conflict, NotFound, RolloutAborted
-from airflow_eas.platform.base import LEASE_HELD, LEASE_REVOKED, GuardSettings, Lease
+from airflow_eas.platform.base import LEASE_HELD, LEASE_LAPSED, LEASE_REVOKED, GuardSettings, Lease
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
@@ -283,7 +283,8 @@ class Store:
             current = self.lease(grp)
             if current and current.holder == holder and current.revoked:
                 raise RolloutAborted(current.reason)
-            if current and current.holder != holder and not current.revoked and current.expires_at > now:
+            held = current is not None and current.state == LEASE_HELD and current.expires_at > now
+            if current and current.holder != holder and held:
                 left = int(current.expires_at - now)
                 raise Conflict(f"group {grp!r} is leased by {current.holder!r} for {left} s more")
             guard_json = json.dumps(guard.to_dict()) if guard else None
@@ -298,22 +299,27 @@ class Store:
         """The holder's heartbeat; a lease the platform revoked is never renewed (RolloutAborted)."""
         with self.lock:
             current = self.lease(grp)
-            if current is None:
-                # Lapsed with nothing to revert (or released): take the group again if it is free.
+            if current is None:  # released meanwhile: take the group again if it is free
                 return self.acquire_lease(grp, holder, ttl, stable=stable)
             if current.holder != holder:
                 raise Conflict(f"group {grp!r} is leased by {current.holder!r}, not {holder!r}: the lease was lost")
             if current.revoked:
                 raise RolloutAborted(current.reason)
+            # A lapsed lease (nothing was split) is held again with its stable member and guard.
             self._x(
-                "UPDATE leases SET expires_at=?, ttl=?, stable=COALESCE(?, stable) WHERE grp=? AND holder=?",
-                (time.time() + ttl, ttl, stable, grp, holder),
+                "UPDATE leases SET expires_at=?, ttl=?, stable=COALESCE(?, stable), state=?, reason=''"
+                " WHERE grp=? AND holder=?",
+                (time.time() + ttl, ttl, stable, LEASE_HELD, grp, holder),
             )
             return self.lease(grp)  # type: ignore[return-value]
 
     def revoke_lease(self, grp: str, holder: str, reason: str) -> None:
         """Mark the lease revoked: the group is free for others, its holder learns why at its next heartbeat."""
         self._x("UPDATE leases SET state=?, reason=? WHERE grp=? AND holder=?", (LEASE_REVOKED, reason, grp, holder))
+
+    def lapse_lease(self, grp: str, holder: str, reason: str) -> None:
+        """No heartbeat, nothing split: the group is free for others; its holder may still renew it."""
+        self._x("UPDATE leases SET state=?, reason=? WHERE grp=? AND holder=?", (LEASE_LAPSED, reason, grp, holder))
 
     def release_lease(self, grp: str, holder: str) -> None:
         self._x("DELETE FROM leases WHERE grp=? AND holder=?", (grp, holder))

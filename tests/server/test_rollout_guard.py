@@ -117,7 +117,15 @@ def test_heartbeat_keeps_a_short_lease_and_release_frees_it(eas_server) -> None:
         client.acquire_lease(group, "other/run", 60)
     time.sleep(3.5)
     assert weights(client, group) == {blue: 0, green: 100}
-    assert client.get_lease(group) is None, "a lapsed lease with nothing split is freed"
+    lapsed = client.get_lease(group)
+    assert lapsed is not None
+    assert lapsed.state == "lapsed", "a lapsed lease with nothing split only frees the group"
+    # Its holder may renew it (its stable member kept); another rollout may take the group.
+    assert client.renew_lease(group, "dag/run", 60).stable == green
+    client.renew_lease(group, "dag/run", 1)
+    time.sleep(2.5)
+    assert client.acquire_lease(group, "other/run", 60).holder == "other/run"
+    client.release_lease(group, "other/run")
 
 
 def test_lease_body_is_validated(eas_server) -> None:
