@@ -52,7 +52,8 @@ def _dataset(uri: str | None) -> Any:
     if not uri:
         return None
     parsed = urlparse(uri)
-    namespace = f"{parsed.scheme}://{parsed.netloc}" if parsed.scheme else "file"
+    # OpenLineage naming: local files in namespace "file", object stores as scheme://bucket
+    namespace = f"{parsed.scheme}://{parsed.netloc}" if parsed.scheme not in ("", "file") else "file"
     return Dataset(namespace=namespace, name=parsed.path or uri)
 
 
