@@ -16,6 +16,7 @@ from airflow_eas.errors import Conflict, InvalidSpec, RolloutAborted
 from airflow_eas.platform.base import GuardSettings
 from airflow_eas.spec import parse_spec
 from tests.conftest import echo_spec, wait_running, wait_until
+from tests.server.test_cli import eas
 
 
 def two_members(client: Any, group: str, **green_env: str) -> tuple[str, str]:
@@ -71,6 +72,10 @@ def test_lapsed_lease_with_split_traffic_goes_back_to_the_stable_member(eas_serv
     assert "lapsed" in lease.reason
     assert blue in lease.reason
     assert any("lapsed" in e.message and e.level == "warning" for e in client.describe_group(group).events)
+    # `eas group desc` shows who held the group, what the platform did, and why.
+    shown = eas(eas_server, "group", "desc", group).stdout
+    assert f"Lease     killed_dag/run_1, revoked, stable member {blue} (the lease of killed_dag/run_1 lapsed" in shown
+    assert "warning" in shown
     # The run, coming back, learns it lost: its heartbeat is refused with the reason.
     with pytest.raises(RolloutAborted, match="lapsed"):
         client.renew_lease(group, "killed_dag/run_1", 60)
