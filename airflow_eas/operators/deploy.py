@@ -12,10 +12,9 @@ from airflow_eas import rollout
 from airflow_eas.lineage import deploy_lineage
 from airflow_eas.links import EasServiceConsoleLink, EasServiceEndpointLink, persist_service_links
 from airflow_eas.operators.base import EasBaseOperator, default_deferrable, eas_template_fields
-from airflow_eas.triggers.eas import FAILURE, SUCCESS, EasServiceReadyTrigger, check_service_ready
+from airflow_eas.triggers.eas import FAILURE, LOG_LINES, SUCCESS, EasServiceReadyTrigger, check_service_ready
 
 DEPLOY_XCOM = "eas_deploy"
-LOG_LINES = 20
 
 
 class EasDeployServiceOperator(EasBaseOperator):

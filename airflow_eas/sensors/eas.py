@@ -20,7 +20,9 @@ from airflow_eas.errors import EasError
 from airflow_eas.hooks.eas import EasHook
 from airflow_eas.operators.base import EasHookMixin, default_deferrable, eas_template_fields
 from airflow_eas.triggers.eas import (
+    ERROR_STATUS,
     FAILURE,
+    LOG_LINES,
     MIN_DEFER_SECONDS,
     SUCCESS,
     EasBaseTrigger,
@@ -123,6 +125,8 @@ class EasBaseSensor(EasHookMixin, BaseSensorOperator):
             state.set("consecutive_errors", 0)
         if event is None:
             return False
+        if event["status"] == ERROR_STATUS:  # the platform or a metrics source: worth a retry
+            raise AirflowException(event["message"])
         if event["status"] != SUCCESS:
             raise AirflowFailException(event["message"])
         self.log.info(event["message"])
@@ -178,7 +182,7 @@ class EasBaseSensor(EasHookMixin, BaseSensorOperator):
 class EasServiceReadySensor(EasBaseSensor):
     """Wait until every wanted instance of a service's current version serves.
 
-    Fails at once when the service is Failed (it cannot start).
+    Fails at once when the service is Failed (it cannot start), with its reason and last log lines.
 
     :param service: the service; templated
     :param eas_conn_id: the Airflow connection of the platform
@@ -195,10 +199,10 @@ class EasServiceReadySensor(EasBaseSensor):
         self.service = service
 
     def check(self) -> dict[str, Any] | None:
-        return check_service_ready(self.platform, self.service)
+        return check_service_ready(self.platform, self.service, log_lines=LOG_LINES)
 
     def make_trigger(self, deadline: float) -> EasBaseTrigger:
-        return EasServiceReadyTrigger(service=self.service, **self._trigger_common(deadline))
+        return EasServiceReadyTrigger(service=self.service, log_lines=LOG_LINES, **self._trigger_common(deadline))
 
 
 class EasMetricsSensor(EasBaseSensor):

@@ -29,6 +29,7 @@ SUCCESS = "success"
 FAILURE = "failed"
 ERROR_STATUS = "error"
 TIMEOUT = "timeout"
+LOG_LINES = 20  # a service that cannot start: this many of its last log lines in the failure
 
 # analysis phase -> event status: Inconclusive fails too (no data is never a pass)
 _PHASE_STATUS = {SUCCESSFUL: SUCCESS, FAILED: FAILURE, ERROR: ERROR_STATUS}
