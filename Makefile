@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# HAProxy (the gateway), wrk (benchmarks) and Prometheus (custom analysis checks are tested
-# against it) from Debian's packages where missing.
+# HAProxy (the gateway), wrk (benchmarks), Chromium (the console's browser tests) and Prometheus
+# (custom analysis checks are tested against it) from Debian's packages where missing.
 system:
-	@command -v haproxy >/dev/null && command -v wrk >/dev/null && command -v prometheus >/dev/null || { \
-	  echo "installing haproxy, wrk and prometheus with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk prometheus >/dev/null; }
+	@command -v haproxy >/dev/null && command -v wrk >/dev/null && command -v chromium >/dev/null \
+	  && command -v prometheus >/dev/null || { \
+	  echo "installing haproxy, wrk, chromium and prometheus with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk chromium prometheus \
+	  >/dev/null; }
 
 # A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
 # Never fails: without an engine the docker tests skip and say why.

@@ -206,6 +206,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    if args.series:
+        return _print_series(_client(args).series(args.name, args.series), args.json)
     m = _client(args).metrics(args.name, args.window)
     if args.json:
         _print_json(m.to_dict())
@@ -217,6 +219,30 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     print(f"{m.service}: last {m.window_seconds} s")
     print(_table([[m.requests, f"{m.rps:.1f}", m.errors, f"{m.error_rate:.2%}", ms(m.p50_ms), ms(m.p95_ms),
                    ms(m.p99_ms)]], ["REQUESTS", "RPS", "ERRORS", "ERROR_RATE", "P50", "P95", "P99"]))
+    return 0
+
+
+def _print_series(series: dict, as_json: bool) -> int:
+    if as_json:
+        _print_json(series)
+        return 0
+    cols = series["points"]
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    print(f"{series['name']}: last {series['window_seconds']} s, one point per {series['step_seconds']} s")
+    rows = [
+        [time.strftime("%H:%M:%S", time.localtime(t)), cols["requests"][i], num(cols["rps"][i], ".1f"),
+         cols["errors"][i], num(cols["error_rate"][i], ".2%"), num(cols["p50_ms"][i], ".0f"),
+         num(cols["p95_ms"][i], ".0f"), num(cols["p99_ms"][i], ".0f")]
+        for i, t in enumerate(cols["t"])
+    ]
+    print(_table(rows, ["TIME", "REQUESTS", "RPS", "ERRORS", "ERROR_RATE", "P50_MS", "P95_MS", "P99_MS"]))
+    for instance, usage in series["instances"].items():
+        if usage["t"]:
+            print(f"{instance}: cpu {usage['cpu_percent'][-1]:.1f}%  memory {usage['memory_mb'][-1]:.1f} MB "
+                  f"(max {max(usage['memory_mb']):.1f} MB)")
     return 0
 
 
@@ -286,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = client_cmd("metrics", cmd_metrics, "data-plane metrics over a window", True)
     p.add_argument("name")
     p.add_argument("--window", type=int, default=60, help="seconds")
+    p.add_argument("--series", nargs="?", const="15m", choices=["15m", "1h", "24h"],
+                   help="10-second points over 15m (default), 1h or 24h instead of one window")
     p = client_cmd("logs", cmd_logs, "tail instance logs")
     p.add_argument("name")
     p.add_argument("--lines", type=int, default=100)

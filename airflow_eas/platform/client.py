@@ -12,6 +12,7 @@ The REST API (all calls need the admin token, ``Authorization: Bearer <token>``)
 ``DELETE /api/v2/services/{name}``
 ``GET    /api/v2/services/{name}/metrics`` ``?window=60``               -> Metrics
 ``GET    /api/v2/services/{name}/logs``    ``?lines=100``               -> ``{"logs": str}``
+``GET    /api/v2/services/{name}/series``  ``?window=15m|1h|24h``       -> 10-second points, per-instance usage
 ``GET    /api/v2/groups``                  ``{"groups": [GroupInfo]}``
 ``GET    /api/v2/groups/{group}``          GroupInfo
 ``PUT    /api/v2/groups/{group}/traffic``  ``{"weights": {svc: w}}``    -> GroupInfo
@@ -115,6 +116,10 @@ class EasClient(Platform):
     def metrics(self, name: str, window_seconds: int = 60) -> Metrics:
         body = self._call("GET", f"/api/v2/services/{name}/metrics", params={"window": window_seconds})
         return Metrics.from_dict(body)
+
+    def series(self, name: str, window: str = "15m") -> dict[str, Any]:
+        """Points of ``eas server``'s time series (see :mod:`airflow_eas.server.series`), as columns."""
+        return self._call("GET", f"/api/v2/services/{name}/series", params={"window": window})
 
     def logs(self, name: str, lines: int = 100) -> str:
         return self._call("GET", f"/api/v2/services/{name}/logs", params={"lines": lines})["logs"]

@@ -24,11 +24,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from airflow_eas import __version__
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, Unauthorized
 from airflow_eas.platform.base import GroupInfo, GroupMember, GuardSettings, Metrics
+from airflow_eas.server.console import mount_console
 from airflow_eas.server.gateway import Gateway, GatewayTimings
 from airflow_eas.server.guard import RolloutGuard
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.runtimes.process import ProcessRuntime
+from airflow_eas.server.series import SeriesSampler, SeriesStore
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
 from airflow_eas.server.views import describe, render_prometheus
@@ -72,18 +74,23 @@ class ControlPlane:
         storage_for(data_dir, config.oss)
         self.runtime = _runtime(config)
         self.reconciler = Reconciler(self.store, self.runtime, self.gateway, self.metrics, data_dir, timings)
+        self.series = SeriesStore(data_dir / "series.db")
+        self.sampler = SeriesSampler(self.series, self.metrics, self.store, self.runtime)
         self.gateway_url = f"http://{config.host}:{config.gateway_port}"
         self.guard = RolloutGuard(self.store, self.metrics.window, self.set_traffic)
 
     def start(self) -> None:
         self.metrics.start()
         self.reconciler.start()
+        self.sampler.start()
         self.guard.start()
 
     def shutdown(self) -> None:
         self.guard.stop()
+        self.sampler.stop()
         self.reconciler.stop(stop_instances=True)
         self.metrics.close()
+        self.series.close()
 
     # -- services --------------------------------------------------------------------------
 
@@ -99,6 +106,7 @@ class ControlPlane:
                     self.store.delete_service(spec.name)
                     raise
             self.store.add_event(spec.name, "info", f"service created with {spec.metadata.instance} instance(s)")
+        self.series.forget(spec.name)  # points of a deleted service of the same name
         self.reconciler.wake()
         return self.describe(spec.name)
 
@@ -184,15 +192,27 @@ class ControlPlane:
         w = self.metrics.window(name, window)
         return Metrics(name, w.seconds, w.requests, w.errors, w.p50_ms, w.p95_ms, w.p99_ms, w.rps).to_dict()
 
-    def logs(self, name: str, lines: int) -> str:
+    def series_of(self, name: str, window: str) -> dict:
+        """10-second points of a service (its instances' CPU and memory too) or a group."""
+        if self.store.has_service(name):
+            return self.series.series(name, window, usage_of=name)
+        self.store.group_token(name)  # NotFound names the group
+        return self.series.series(f"group:{name}", window)
+
+    def logs(self, name: str, lines: int, instance: str | None = None) -> str:
+        """The last lines of each instance's log (the 8 latest), or of one ``instance`` alone."""
         self.store.service(name)
         folder = self.config.data_dir / "logs" / name
         files = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+        if instance is not None:
+            files = [p for p in files if p.stem == instance]  # names from the folder, never from the caller
+            if not files:
+                raise NotFound(f"no log of instance {instance!r} of service {name!r}")
         out = []
         for path in files[-8:]:
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"==> {path.stem} <==")
-            out.extend(text)
+            if instance is None:
+                out.append(f"==> {path.stem} <==")
+            out.extend(_tail(path, lines))
         return "\n".join(out)
 
     # -- groups ----------------------------------------------------------------------------
@@ -289,6 +309,15 @@ def _guard_settings(value: Any) -> GuardSettings | None:
     return GuardSettings(**value).check()
 
 
+def _tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines, reading only the end of a long log."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        start = f.seek(max(0, size - lines * 400))
+        text = f.read().decode(errors="replace").splitlines()
+    return (text[1:] if start else text)[-lines:]  # from a seek, the first line is a partial one
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -349,6 +378,7 @@ def build_app(cp: ControlPlane) -> FastAPI:
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(render_prometheus(cp.store, cp.metrics), media_type="text/plain; version=0.0.4")
 
+    mount_console(app, cp)
     return app
 
 
@@ -400,9 +430,14 @@ def _service_control_routes(cp: ControlPlane) -> APIRouter:
     def service_metrics(name: str, window: int = 60) -> dict:
         return cp.metrics_of(name, window)
 
+    @v2.get("/services/{name}/series")
+    def service_series(name: str, window: str = "15m") -> dict:
+        cp.store.service(name)
+        return cp.series_of(name, window)
+
     @v2.get("/services/{name}/logs")
-    def service_logs(name: str, lines: int = 100) -> dict:
-        return {"logs": cp.logs(name, max(1, min(lines, 5000)))}
+    def service_logs(name: str, lines: int = 100, instance: str | None = None) -> dict:
+        return {"logs": cp.logs(name, max(1, min(lines, 5000)), instance)}
 
     return v2
 
@@ -488,7 +523,8 @@ def serve(config: ServerConfig) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(
-        f"eas server: API http://{config.host}:{config.api_port}  gateway {cp.gateway_url}  "
+        f"eas server: API http://{config.host}:{config.api_port}  console http://{config.host}:{config.api_port}"
+        f"/console/  gateway {cp.gateway_url}  "
         f"admin token in {config.data_dir / 'admin_token'}",
         flush=True,
     )

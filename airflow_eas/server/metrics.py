@@ -144,13 +144,16 @@ class MetricsCollector:
 
     def window(self, key: str, seconds: int, now: float | None = None) -> Window:
         seconds = max(1, min(int(seconds), RETENTION_SECONDS))
-        since = int(now if now is not None else time.time()) - seconds
+        until = int(now if now is not None else time.time())
+        since = until - seconds
         requests = errors = 0.0
         hist: Counter = Counter()
         with self._lock:
             for bucket in reversed(self._series.get(key, ())):
                 if bucket.second <= since:
                     break
+                if bucket.second > until:
+                    continue  # a window in the past (`now` given) ends there
                 requests += bucket.requests
                 errors += bucket.errors
                 hist.update(bucket.latency)

@@ -321,5 +321,11 @@ class Store:
         """No heartbeat, nothing split: the group is free for others; its holder may still renew it."""
         self._x("UPDATE leases SET state=?, reason=? WHERE grp=? AND holder=?", (LEASE_LAPSED, reason, grp, holder))
 
+    def lease_holder(self, grp: str) -> tuple[str, float] | None:
+        """``(holder, expires_at)`` of the group's lease while it holds (not lapsed, not revoked)."""
+        rows = self._q("SELECT holder, expires_at FROM leases WHERE grp=? AND expires_at > ? AND state=?",
+                       (grp, time.time(), LEASE_HELD))
+        return (rows[0]["holder"], rows[0]["expires_at"]) if rows else None
+
     def release_lease(self, grp: str, holder: str) -> None:
         self._x("DELETE FROM leases WHERE grp=? AND holder=?", (grp, holder))

@@ -87,11 +87,16 @@ def analysis_step(
     phase = run.phase(plan)
     if phase is None:
         return None
+    summary = run.summary(plan, phase)
+    last = run.measurements[-1]
     return {
         "status": _PHASE_STATUS.get(phase, FAILURE),
         "service": service,
         "phase": phase,
-        "message": f"analysis of {service}: {phase}: {run.summary(plan, phase)}",
+        "message": f"analysis of {service}: {phase}: {summary}",
+        # the analysis as one verdict (the rollout view draws it against the thresholds)
+        "verdict": {"result": phase, "reasons": [summary], "candidate": last.get("candidate"),
+                    "baseline": last.get("baseline"), "thresholds": plan.to_dict()},
         "measurements": run.measurements,
     }
 

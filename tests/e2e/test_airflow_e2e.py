@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -136,6 +138,19 @@ def test_rollout_through_a_real_airflow_deployment(airflow_deployment: AirflowDe
     assert page.status_code == 200, page.text[:500]
     assert f"{GROUP}_green=100%" in page.text, page.text[:500]
     assert token not in page.text, "tokens are never shown"
+    # The rollout view: a tab of each DAG run, behind Airflow's login and DAG-run permission.
+    views = [v for p in af.api("GET", "/plugins")["plugins"] for v in p["external_views"]]
+    assert any(v["destination"] == "dag_run" and "{RUN_ID}" in v["href"] for v in views), views
+    rollout = f"{af.url}/eas/rollouts/{DAG_ID}/{run_id}"
+    assert requests.get(rollout, timeout=10).status_code in (401, 403), "the rollout view needs an Airflow login"
+    view = af._session.get(rollout, timeout=30)
+    assert view.status_code == 200, view.text[:500]
+    assert "promoted" in view.text, view.text[:500]
+    assert f"{GROUP}_green" in view.text, view.text[:500]
+    data = af._session.get(f"{rollout}/data", timeout=30).json()
+    assert data["outcome"] == "promoted"
+    assert data["weights"]["candidate"][-1] == 100
+    _rollout_tab_in_the_ui(af, run_id)
 
     _no_listener_beyond_localhost(af)
     processes = af.processes_alive()
@@ -144,6 +159,34 @@ def test_rollout_through_a_real_airflow_deployment(airflow_deployment: AirflowDe
     print(f"Airflow stopped in {time.monotonic() - stopping:.1f} s")
     left = [p for p in processes if _running(p)]
     assert not left, f"processes left after stop: {left}"
+
+
+def _rollout_tab_in_the_ui(af: AirflowDeployment, run_id: str) -> None:
+    """The run's Rollout tab in Airflow's own UI (an iframe of the plugin) draws its charts; where Chromium
+    is here (`make system`). ``EAS_SCREENSHOTS=DIR`` keeps a picture of it."""
+    from tests.server.console.conftest import CHROMIUM
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return
+    if not CHROMIUM.exists():
+        return
+    token = af._session.headers["Authorization"].split()[1]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1440, "height": 1200})
+        context.add_cookies([{"name": "_token", "value": token, "url": f"{af.url}/"}])
+        page = context.new_page()
+        page.goto(f"{af.url}/dags/{DAG_ID}/runs/{run_id}/plugin/eas-rollout")
+        frame = page.frame_locator("iframe")
+        frame.locator("#charts[data-loaded='1']").wait_for(timeout=60_000)
+        weights = frame.locator(".chart[data-title='Traffic weight']")
+        assert int(weights.get_attribute("data-points")) > 0
+        assert "promoted" in frame.locator("#outcome").inner_text()
+        if os.environ.get("EAS_SCREENSHOTS"):
+            page.screenshot(path=str(Path(os.environ["EAS_SCREENSHOTS"]) / "airflow-rollout-tab.png"))
+        browser.close()
 
 
 def _running(proc: psutil.Process) -> bool:

@@ -36,6 +36,14 @@ class ExitStatus:
         return f"exited with code {self.code}"
 
 
+@dataclass
+class Usage:
+    """What one instance uses now: CPU in percent of one core, resident memory in bytes."""
+
+    cpu_percent: float
+    memory_bytes: int
+
+
 class Runtime(ABC):
     name: str
 
@@ -58,6 +66,10 @@ class Runtime(ABC):
     @abstractmethod
     def adopt(self, handle: str) -> bool:
         """After a control-plane restart: True if the instance behind the handle still runs."""
+
+    @abstractmethod
+    def usage(self, handle: str) -> Usage | None:
+        """CPU and memory of the instance (CPU averaged since the last call); None once it has ended."""
 
     def release(self, handle: str) -> None:  # noqa: B027 - optional hook
         """Forget an instance that has ended (remove a container, ...)."""

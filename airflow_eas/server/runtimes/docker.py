@@ -32,7 +32,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from airflow_eas.errors import DeployFailed, PlatformUnavailable
-from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime
+from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime, Usage
 from airflow_eas.server.storage import mounts_for
 
 MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
@@ -61,6 +61,7 @@ class DockerRuntime(Runtime):
         self._prefix = "eas-" + hashlib.sha256(self.data_dir.encode()).hexdigest()[:6]
         self._followers: dict[str, tuple[threading.Thread, Path]] = {}
         self._reported_oom: set[str] = set()
+        self._cpu_seen: dict[str, tuple[int, int]] = {}  # handle -> (container CPU ns, system CPU ns)
         self.sweep()
         atexit.register(self.sweep)  # after a clean shutdown: the stopped containers go too
 
@@ -182,7 +183,30 @@ class DockerRuntime(Runtime):
         self._follow(handle, log_path, since=since)
         return True
 
+    def usage(self, handle: str) -> Usage | None:
+        """From ``docker stats`` taken one-shot (no one-second wait); CPU is the share since the last call."""
+        try:
+            stats = self.api.stats(handle, stream=False, one_shot=True)
+        except (APIError, DockerException, OSError):
+            return None
+        cpu_stats = stats.get("cpu_stats") or {}
+        container_ns = int((cpu_stats.get("cpu_usage") or {}).get("total_usage") or 0)
+        system_ns = int(cpu_stats.get("system_cpu_usage") or 0)
+        if not container_ns and not system_ns:
+            return None  # not running
+        cores = int(cpu_stats.get("online_cpus") or 1)
+        before = self._cpu_seen.get(handle)
+        self._cpu_seen[handle] = (container_ns, system_ns)
+        cpu = 0.0
+        if before and system_ns > before[1]:
+            # system_cpu_usage counts every core: scale to percent of one core, as `docker stats` shows
+            cpu = (container_ns - before[0]) / (system_ns - before[1]) * cores * 100
+        memory = stats.get("memory_stats") or {}
+        cache = (memory.get("stats") or {}).get("inactive_file", 0)  # docker stats leaves the page cache out
+        return Usage(round(max(cpu, 0.0), 1), max(int(memory.get("usage") or 0) - int(cache), 0))
+
     def release(self, handle: str) -> None:
+        self._cpu_seen.pop(handle, None)
         self._settle_logs(handle)
         self._remove(handle)
         self._followers.pop(handle, None)

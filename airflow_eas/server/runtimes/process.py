@@ -14,8 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 from airflow_eas.errors import DeployFailed
-from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime
+from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime, Usage
 
 
 class ProcessRuntime(Runtime):
@@ -23,6 +25,7 @@ class ProcessRuntime(Runtime):
 
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen] = {}
+        self._watched: dict[int, psutil.Process] = {}  # psutil measures CPU between two calls on one object
 
     def command(self, request: LaunchRequest) -> list[str]:
         spec = request.spec
@@ -74,6 +77,29 @@ class ProcessRuntime(Runtime):
         if not handle:
             return False
         return self.poll(handle) is None
+
+    def usage(self, handle: str) -> Usage | None:
+        """The instance and every process it started (it leads its own session)."""
+        pid, started = _parse(handle)
+        if _start_time(pid) != started:
+            self._watched.pop(pid, None)
+            return None
+        try:
+            leader = psutil.Process(pid)
+            tree = [leader, *leader.children(recursive=True)]
+        except psutil.Error:
+            return None
+        cpu, memory = 0.0, 0
+        for proc in tree:
+            known = self._watched.setdefault(proc.pid, proc)
+            try:
+                cpu += known.cpu_percent(interval=None)  # 0.0 on the first call of a process
+                memory += known.memory_info().rss
+            except psutil.Error:
+                self._watched.pop(proc.pid, None)
+        for gone in [p for p, proc in self._watched.items() if not proc.is_running()]:
+            del self._watched[gone]
+        return Usage(round(cpu, 1), memory)
 
     def _signal(self, handle: str, sig: int) -> None:
         pid, started = _parse(handle)

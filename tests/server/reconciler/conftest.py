@@ -13,7 +13,7 @@ from airflow_eas.server.reconciler.gateway_sync import Sessions
 from airflow_eas.server.reconciler.launcher import Launcher
 from airflow_eas.server.reconciler.lifecycle import Lifecycle
 from airflow_eas.server.reconciler.timings import Timings
-from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime
+from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime, Usage
 from airflow_eas.server.store import InstanceRow, Store
 from airflow_eas.spec import ServiceSpec
 from tests.conftest import echo_spec
@@ -42,6 +42,9 @@ class MemoryRuntime(Runtime):
 
     def adopt(self, handle: str) -> bool:
         return handle not in self.exits
+
+    def usage(self, handle: str) -> Usage | None:
+        return None if handle in self.exits else Usage(cpu_percent=0.0, memory_bytes=0)
 
 
 class Rig:
