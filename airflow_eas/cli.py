@@ -175,13 +175,24 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_group_desc(args: argparse.Namespace) -> int:
-    group = _client(args).describe_group(args.group).to_dict()
+    client = _client(args)
+    group = client.describe_group(args.group).to_dict()
     if args.json:
         _print_json(group)
         return 0
-    print(f"Group     {group['name']}\nEndpoint  {group['endpoint']}\nToken     {group['token']}\n")
+    print(f"Group     {group['name']}\nEndpoint  {group['endpoint']}\nToken     {group['token']}")
+    lease = client.get_lease(args.group)
+    if lease is not None:  # who is changing the group, and what the platform did about it
+        reason = f" ({lease.reason})" if lease.reason else ""
+        print(f"Lease     {lease.holder}, {lease.state}, stable member {lease.stable or '-'}{reason}")
+    print()
     rows = [[m["service"], m["weight"]] for m in group["members"]]
     print(_table(rows, ["MEMBER", "WEIGHT"]))
+    events = group.get("events") or []
+    if events:
+        print("\nEvents")
+        for e in events[-10:]:
+            print(f"  {time.strftime('%H:%M:%S', time.localtime(e['time']))} {e['level']:<7} {e['message']}")
     return 0
 
 

@@ -12,10 +12,17 @@ The task graph (``canary`` with steps 10, 50, 100; ``blue_green`` is the same wi
     rollout_failed  (fails the run after a rollback: a rolled-back run never ends success)
     release_lease   (teardown: runs whatever happened, once the lease was taken)
 
-``deploy`` picks the group's idle member (``<group>_blue`` / ``<group>_green``); on an
-empty group the first member gets all traffic at its first step. A run that was rolled
-back ends ``failed``; one that promoted ends ``success``. The lease keeps two runs (even
-of different DAGs) off one group.
+``deploy`` picks the group's idle member (``<group>_blue`` / ``<group>_green``). After the
+warm-up, ``release_gate`` picks the canary, or, when no member of the group serves traffic
+while Running (a new group, every member stopped or Failed), ``first_release``: all traffic
+to the new member at once, with the reason in the task log and the group's events. A run
+that was rolled back ends ``failed``; one that promoted ends ``success``.
+
+The lease keeps two runs (even of different DAGs) off one group, and is the platform's
+dead-man's switch: every task renews it (``lease_ttl_seconds``); if the run dies with the
+traffic split, the platform itself gives all traffic back to the stable member, and its
+guard does so at once when the canary fails clearly (``guard``). The run then fails with
+the platform's reason, and its rollback leaves the group alone.
 
 Templates in the plan's ``service`` see Airflow's context, the run's ``params`` and
 DataWorks' scheduling parameters ``{{ bizdate }}`` (``yyyymmdd``, the day before the
@@ -115,10 +122,9 @@ def build_rollout_dag(plan: dict[str, Any] | str | Path) -> DAG:
         dag.fileloc = caller.f_code.co_filename
     with dag:
         acquire = _acquire_lease(p)
-        steps = [acquire, *_release_steps(p)]
-        for upstream, downstream in zip(steps, steps[1:], strict=False):
-            upstream >> downstream
-        _failure_path(p, acquire, steps[1:])
+        steps, promote = _release_steps(p)
+        acquire >> steps[0]
+        _failure_path(p, acquire, steps, promote)
     return dag
 
 
@@ -126,12 +132,17 @@ def _dag(p: RolloutPlan) -> DAG:
     from airflow.sdk import DAG
 
     schedule, start_date, end_date = _schedule(p)
+    from airflow_eas.operators.base import dataworks_macros
+
     default_args: dict[str, Any] = {
         "owner": "eas",
         "retries": p.retries,
         "retry_delay": timedelta(seconds=p.retry_delay_seconds),
         "depends_on_past": p.depends_on_past,
         "eas_conn_id": p.eas_conn_id,
+        # every EAS task renews the run's lease (the platform's dead-man's switch)
+        "lease_group": p.group,
+        "lease_ttl_seconds": p.lease_ttl_seconds,
     }
     if p.timeouts.task_seconds:
         default_args["execution_timeout"] = timedelta(seconds=p.timeouts.task_seconds)
@@ -148,6 +159,7 @@ def _dag(p: RolloutPlan) -> DAG:
         params=_params(p),
         tags=p.tags,
         doc_md=_doc(p),
+        user_defined_macros=dataworks_macros(),
     )
 
 
@@ -159,27 +171,44 @@ PREVIOUS = f"{{{{ {SERVICE_XCOM}['previous'] or '' }}}}"
 def _acquire_lease(p: RolloutPlan) -> Any:
     from airflow_eas.operators import EasAcquireLeaseOperator
 
+    guard = p.guard_settings
     return EasAcquireLeaseOperator(
         task_id="acquire_lease",
         group=p.group,
-        ttl_seconds=p.run_budget_seconds(),
+        ttl_seconds=p.lease_ttl_seconds,
         wait_seconds=p.timeouts.lease_wait_seconds,
+        guard=guard.to_dict() if guard else None,
         retries=0,
     )
 
 
-def _release_steps(p: RolloutPlan) -> list[Any]:
-    """deploy -> wait_ready -> warm_up -> (shift, bake, analysis) per step -> promote, in order."""
-    from airflow_eas.operators import EasDeployServiceOperator, EasPromoteOperator, EasWarmUpOperator
+def _release_steps(p: RolloutPlan) -> tuple[list[Any], Any]:
+    """deploy -> wait_ready -> warm_up -> release_gate -> (shift, bake, analysis) per step -> promote.
+
+    ``release_gate`` branches to ``first_release`` instead of the canary when nothing serves;
+    both paths end in ``promote``. Returns every task and ``promote``.
+    """
+    from airflow.sdk import TriggerRule
+
+    from airflow_eas.lineage import release_asset
+    from airflow_eas.operators import (
+        EasDeployServiceOperator,
+        EasFirstReleaseOperator,
+        EasPromoteOperator,
+        EasReleaseGateOperator,
+        EasWarmUpOperator,
+    )
     from airflow_eas.sensors.eas import EasServiceReadySensor
 
-    steps: list[Any] = [
+    steps = p.steps or []
+    head: list[Any] = [
         EasDeployServiceOperator(
             task_id="deploy",
             group=p.group,
             spec=p.service,
             model_path="{{ params.model_path or '' }}",
             use_asset_event=bool(p.schedule and p.schedule.asset),
+            wait_for_completion=False,  # wait_ready does, with its own timeout
         ),
         EasServiceReadySensor(
             task_id="wait_ready",
@@ -198,18 +227,37 @@ def _release_steps(p: RolloutPlan) -> list[Any]:
             max_errors=p.warmup.max_errors,
         ),
     ]
-    for weight in p.steps or []:
-        steps.extend(_canary_step(p, weight))
-    steps.append(
-        EasPromoteOperator(
-            task_id="promote",
-            group=p.group,
-            service=SERVICE,
-            scale_down_delay_seconds=p.scale_down_delay_seconds,
-            scale_down=p.scale_down,
-        )
+    gate = EasReleaseGateOperator(
+        task_id="release_gate",
+        group=p.group,
+        service=SERVICE,
+        canary_task_id=f"shift_to_{steps[0]}",
+        first_release_task_id="first_release",
     )
-    return steps
+    first = EasFirstReleaseOperator(
+        task_id="first_release",
+        group=p.group,
+        service=SERVICE,
+        reason="{{ ti.xcom_pull(task_ids='release_gate', key='first_release') or '' }}",
+    )
+    canary: list[Any] = []
+    for weight in steps:
+        canary.extend(_canary_step(p, weight))
+    promote = EasPromoteOperator(
+        task_id="promote",
+        group=p.group,
+        service=SERVICE,
+        scale_down_delay_seconds=p.scale_down_delay_seconds,
+        scale_down=p.scale_down,
+        deferrable=p.deferrable,
+        outlets=[release_asset(p.group)],
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,  # after the canary, or after first_release
+    )
+    chain = [*head, gate, *canary, promote]
+    for upstream, downstream in zip(chain, chain[1:], strict=False):
+        upstream >> downstream
+    gate >> first >> promote
+    return [*head, gate, first, *canary, promote], promote
 
 
 def _canary_step(p: RolloutPlan, weight: int) -> list[Any]:
@@ -217,7 +265,6 @@ def _canary_step(p: RolloutPlan, weight: int) -> list[Any]:
     from airflow_eas.operators import EasBakeOperator, EasTrafficShiftOperator
     from airflow_eas.sensors.eas import EasMetricsSensor
 
-    limits = p.thresholds
     tasks: list[Any] = [
         EasTrafficShiftOperator(
             task_id=f"shift_to_{weight}", group=p.group, service=SERVICE, weight=weight, previous=PREVIOUS
@@ -230,13 +277,7 @@ def _canary_step(p: RolloutPlan, weight: int) -> list[Any]:
             task_id=f"analysis_{weight}",
             service=SERVICE,
             baseline_service=PREVIOUS,
-            window_seconds=limits.window_seconds,
-            min_requests=limits.min_requests,
-            max_error_rate=limits.max_error_rate,
-            max_p99_ms=limits.max_p99_ms,
-            baseline_tolerance=limits.baseline_tolerance,
-            timeout=p.analysis.timeout_seconds,
-            poke_interval=p.analysis.poll_seconds,
+            analysis=p.analysis.to_dict(),
             deferrable=p.deferrable,
             retries=0,
         )
@@ -244,7 +285,7 @@ def _canary_step(p: RolloutPlan, weight: int) -> list[Any]:
     return tasks
 
 
-def _failure_path(p: RolloutPlan, acquire: Any, steps: list[Any]) -> None:
+def _failure_path(p: RolloutPlan, acquire: Any, steps: list[Any], promote: Any) -> None:
     """rollback when any step fails, rollout_failed so such a run ends failed, release_lease always."""
     from airflow.sdk import TriggerRule
 
@@ -264,7 +305,7 @@ def _failure_path(p: RolloutPlan, acquire: Any, steps: list[Any]) -> None:
     )
     [*steps, rollback] >> failed
     release = EasReleaseLeaseOperator(task_id="release_lease", group=p.group, retries=3)
-    [steps[-1], rollback] >> release
+    [promote, rollback] >> release
     release.as_teardown(setups=acquire)
 
 
@@ -282,6 +323,7 @@ def _doc(p: RolloutPlan) -> str:
             if x
         )
     a = p.analysis
+    guard = p.guard_settings
     return (
         f"### Model release of group `{p.group}`\n\n"
         f"* strategy: **{p.strategy}**, steps {p.steps}, bake {p.bake_seconds} s each\n"
@@ -290,6 +332,9 @@ def _doc(p: RolloutPlan) -> str:
         f"{a.max_error_rate:.1%}"
         + (f", p99 at most {a.max_p99_ms:g} ms" if a.max_p99_ms else "")
         + (f", p99 at most {a.baseline_tolerance:g}x the live member" if a.baseline_tolerance else "")
+        + f" ({a.count} measurements every {a.interval_seconds:g} s)"
         + f"\n* old member kept {p.scale_down_delay_seconds} s after promotion, then `{p.scale_down}`\n"
-        "* any failure rolls traffic back to the previous member; the run then ends failed\n"
+        + f"* lease TTL {p.lease_ttl_seconds} s (the platform reverts a dead run); guard "
+        + (f"{guard.max_error_rate:.1%} errors over {guard.window_seconds} s\n" if guard else "off\n")
+        + "* any failure rolls traffic back to the previous member; the run then ends failed\n"
     )

@@ -85,6 +85,18 @@ class DeployFailed(EasError):
     retryable = False
 
 
+class RolloutAborted(EasError):
+    """The platform took a rollout's group back (its lease lapsed, or its guard saw the candidate fail).
+
+    The platform already moved all traffic to the stable member; the run must end failed and must
+    not change the group any more (another rollout may hold it by now).
+    """
+
+    status = 410
+    code = "RolloutAborted"
+    retryable = False
+
+
 class BadRequest(EasError):
     """A request body the model cannot answer (the model server answers 400)."""
 
@@ -111,4 +123,5 @@ _ALL: tuple[type[EasError], ...] = (
     Conflict,
     PlatformUnavailable,
     DeployFailed,
+    RolloutAborted,
 )

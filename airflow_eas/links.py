@@ -51,10 +51,11 @@ class EasBaseLink(BaseOperatorLink):
 
 
 class EasServiceEndpointLink(EasBaseLink):
-    """The service's prediction endpoint (``POST`` with ``Authorization: <token>``)."""
+    """The service's page on the platform's console (``<control plane>/console/services/<name>``):
+    its endpoint, token, instances and metrics; the prediction URL itself answers POST only."""
 
     name = "EAS endpoint"
-    format_str = "{endpoint}"
+    format_str = "{page}"
 
 
 class EasServiceConsoleLink(EasBaseLink):
@@ -70,4 +71,8 @@ def persist_service_links(context: Any, operator: Any, hook: Any, service: str, 
         console = hook.console_url(service)
     except Exception:  # noqa: BLE001 - a link must never fail a task or a page
         console = None
-    EasBaseLink.persist(context, operator, service=service, endpoint=endpoint, console=console)
+    try:
+        page = hook.service_page_url(service)
+    except Exception:  # noqa: BLE001 - a link must never fail a task or a page
+        page = None
+    EasBaseLink.persist(context, operator, service=service, endpoint=endpoint, console=console, page=page)

@@ -16,8 +16,9 @@ import pendulum
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from airflow_eas.analysis import Thresholds
+from airflow_eas.analysis import AnalysisPlan
 from airflow_eas.errors import InvalidSpec
+from airflow_eas.platform.base import GuardSettings
 from airflow_eas.spec import check_name, parse_spec
 
 DEFAULT_CANARY_STEPS = [10, 50, 100]
@@ -36,6 +37,15 @@ class SchedulePlan(_Strict):
     end_date: date | datetime | None = None
     asset: str | list[str] | None = None
 
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from croniter import croniter
+
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a valid cron expression (minute hour day month weekday, or @daily)")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
@@ -45,6 +55,13 @@ class SchedulePlan(_Strict):
             raise ValueError(f"unknown timezone {value!r}") from None
         return value
 
+    @model_validator(mode="after")
+    def _dates(self) -> SchedulePlan:
+        start, end = _comparable(self.start_date), _comparable(self.end_date)
+        if start and end and end < start:
+            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
+        return self
+
 
 class WarmupPlan(_Strict):
     data_path: str | None = None
@@ -53,14 +70,13 @@ class WarmupPlan(_Strict):
     max_errors: int = Field(default=0, ge=0)
 
 
-class AnalysisPlan(_Strict):
-    window_seconds: int = Field(default=60, ge=1)
+class GuardPlan(_Strict):
+    """The platform's guard during the canary (``guard: false`` turns it off)."""
+
+    enabled: bool = True
+    window_seconds: int = Field(default=10, ge=1, le=900)
+    max_error_rate: float | None = Field(default=None, ge=0, le=1, description="default: analysis.max_error_rate")
     min_requests: int = Field(default=20, ge=1)
-    max_error_rate: float = Field(default=0.01, ge=0, le=1)
-    max_p99_ms: float | None = Field(default=None, gt=0)
-    baseline_tolerance: float | None = Field(default=None, ge=1)
-    timeout_seconds: int = Field(default=600, ge=1, description="an analysis without a verdict by then fails")
-    poll_seconds: float = Field(default=5, gt=0)
 
 
 class TimeoutsPlan(_Strict):
@@ -68,6 +84,14 @@ class TimeoutsPlan(_Strict):
     task_seconds: int | None = Field(default=None, ge=1, description="execution_timeout of every task")
     dagrun_seconds: int | None = Field(default=None, ge=1)
     lease_wait_seconds: int = Field(default=0, ge=0)
+
+
+def _comparable(value: date | datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    return datetime(value.year, value.month, value.day)
 
 
 class RolloutPlan(_Strict):
@@ -78,7 +102,7 @@ class RolloutPlan(_Strict):
     service: dict[str, Any]
     eas_conn_id: str = "eas_default"
     description: str | None = None
-    schedule: SchedulePlan | str | None = None
+    schedule: SchedulePlan | None = None
     catchup: bool = False
     depends_on_past: bool = False
     retries: int = Field(default=1, ge=0)
@@ -92,7 +116,9 @@ class RolloutPlan(_Strict):
     analysis: AnalysisPlan = Field(default_factory=AnalysisPlan)
     scale_down_delay_seconds: int = Field(default=300, ge=0)
     scale_down: Literal["stop", "zero", "keep"] = "stop"
-    deferrable: bool = True
+    lease_ttl_seconds: int = Field(default=300, ge=10, le=86400, description="renewed by every rollout task")
+    guard: GuardPlan = Field(default_factory=GuardPlan)
+    deferrable: bool | None = Field(default=None, description="default: [operators] default_deferrable")
     tags: list[str] = Field(default_factory=lambda: ["eas", "model-release"])
 
     @field_validator("group")
@@ -129,22 +155,30 @@ class RolloutPlan(_Strict):
             raise ValueError("steps: the last step must be 100 (all traffic)")
         return self
 
+    @field_validator("guard", mode="before")
+    @classmethod
+    def _guard(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value is None:
+            return {"enabled": value is not False}
+        return value
+
     @property
-    def thresholds(self) -> Thresholds:
-        a = self.analysis
-        return Thresholds(
-            window_seconds=a.window_seconds,
-            min_requests=a.min_requests,
-            max_error_rate=a.max_error_rate,
-            max_p99_ms=a.max_p99_ms,
-            baseline_tolerance=a.baseline_tolerance,
+    def guard_settings(self) -> GuardSettings | None:
+        """The guard the lease asks the platform for (None: off)."""
+        if not self.guard.enabled:
+            return None
+        rate = self.guard.max_error_rate
+        return GuardSettings(
+            window_seconds=self.guard.window_seconds,
+            max_error_rate=self.analysis.max_error_rate if rate is None else rate,
+            min_requests=self.guard.min_requests,
         )
 
     def run_budget_seconds(self) -> int:
-        """A generous bound on one run: lease TTL and default dagrun timeout."""
+        """A generous bound on one run: the default dagrun timeout."""
         steps = len(self.steps or [])
-        per_step = self.bake_seconds + self.analysis.timeout_seconds + 60
-        return self.timeouts.ready_seconds + 600 + steps * per_step + self.scale_down_delay_seconds + 900
+        per_step = self.bake_seconds + self.analysis.budget_seconds + 60
+        return int(self.timeouts.ready_seconds + 600 + steps * per_step + self.scale_down_delay_seconds + 900)
 
 
 def load_plan(plan: dict[str, Any] | str | Path) -> RolloutPlan:

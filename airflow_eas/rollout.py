@@ -19,8 +19,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound
-from airflow_eas.platform.base import RUNNING, GroupInfo, GroupMember, Lease, Platform, ServiceInfo
+from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, RolloutAborted
+from airflow_eas.platform.base import (
+    RUNNING,
+    GroupInfo,
+    GroupMember,
+    GuardSettings,
+    Lease,
+    Platform,
+    ServiceInfo,
+)
 from airflow_eas.spec import ServiceSpec, check_name, parse_spec, spec_dict
 
 MEMBER_SUFFIXES = ("blue", "green")
@@ -79,14 +87,14 @@ class DeployTarget:
     previous: str | None = None
 
 
-def plan_deploy(platform: Platform, *, group: str | None, service_name: str | None) -> DeployTarget:
-    """The service a deploy writes: ``service_name``, or the group's idle member; never a live one."""
+def plan_deploy(platform: Platform, *, group: str | None, service: str | None) -> DeployTarget:
+    """The service a deploy writes: ``service``, or the group's idle member; never a live one."""
     if not group:
-        if not service_name:
-            raise InvalidSpec("deploy: give group (deploy to its idle member) or service_name")
-        return DeployTarget(service=service_name)
+        if not service:
+            raise InvalidSpec("deploy: give group (deploy to its idle member) or service")
+        return DeployTarget(service=service)
     info = describe_group_or_empty(platform, group)
-    name = service_name or pick_idle_member(group, info)
+    name = service or pick_idle_member(group, info)
     weight = info.weight_of(name)
     if weight > 0:
         raise Conflict(f"{name} serves {weight}% of group {group}'s traffic; refusing to redeploy it")
@@ -147,12 +155,19 @@ def encode_body(body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-def read_warmup_file(uri: str) -> list[bytes]:
-    """Request bodies from a local warm-up file (``file://`` URI or path; ``.jsonl`` or ``.json``)."""
+def read_warmup_file(uri: str, *, cache: Path | None = None) -> list[bytes]:
+    """Request bodies from a warm-up file (``.jsonl``: one body a line; ``.json``: a list of bodies).
+
+    ``uri`` is a local path, a ``file://`` URI, or an ``oss://bucket/key`` object, fetched with
+    the platform's own object-store client (settings from ``EAS_OSS_*``, as ``eas server``'s).
+    """
     parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
-        raise InvalidSpec(f"warm-up data {uri!r}: only local files (file:// or a path) can be read here")
-    path = Path(parsed.path if parsed.scheme else uri)
+    if parsed.scheme == "oss":
+        path = _fetch_object(uri, cache)
+    elif parsed.scheme in ("", "file"):
+        path = Path(parsed.path if parsed.scheme else uri)
+    else:
+        raise InvalidSpec(f"warm-up data {uri!r}: give a local path, a file:// URI or an oss:// object")
     try:
         text = path.read_text()
     except OSError as exc:
@@ -166,6 +181,18 @@ def read_warmup_file(uri: str) -> list[bytes]:
             raise InvalidSpec(f"warm-up data {uri} must hold a JSON list of request bodies")
         return [encode_body(item) for item in items]
     return [line.strip().encode() for line in text.splitlines() if line.strip()]
+
+
+def _fetch_object(uri: str, cache: Path | None) -> Path:
+    import tempfile
+
+    from airflow_eas.server.storage import ObjectStore, OssConfig
+
+    config = OssConfig.from_env()
+    if not config.endpoint:
+        raise InvalidSpec(f"warm-up data {uri}: set EAS_OSS_ENDPOINT (and EAS_OSS_ACCESS_KEY_ID/SECRET) to read oss://")
+    folder = cache or Path(tempfile.gettempdir()) / "airflow-eas-warmup"
+    return ObjectStore(config.endpoint, config).fetch(uri, folder, "warm-up data", folder=False)
 
 
 def warmup_bodies(platform: Platform, service: str, *, data: list[Any] | None, data_path: str | None) -> list[bytes]:
@@ -334,14 +361,44 @@ def rollback(
         weights[previous] = 100
     platform.set_traffic(group, weights)
     if stop_service:
-        try:
-            platform.stop(service)
-        except NotFound:
-            pass
+        stop_quietly(platform, service)
     return weights
 
 
+def stop_quietly(platform: Platform, service: str) -> None:
+    """Stop ``service``; one that is gone already is fine."""
+    try:
+        platform.stop(service)
+    except NotFound:
+        pass
+
+
 # -- leases ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseRef:
+    """Which lease a rollout task renews (JSON-safe: it travels in trigger payloads)."""
+
+    group: str
+    holder: str
+    ttl_seconds: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "holder": self.holder, "ttl_seconds": self.ttl_seconds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> LeaseRef | None:
+        return cls(str(data["group"]), str(data["holder"]), int(data["ttl_seconds"])) if data else None
+
+
+ABORTED_PREFIX = "the platform's guard reverted it: "
+
+
+def stable_member(info: GroupInfo) -> str | None:
+    """The member all traffic goes back to if the rollout dies: the one holding (most of) the traffic now."""
+    live = live_members(info)
+    return live[0].service if live else None
 
 
 def acquire_lease(
@@ -350,21 +407,59 @@ def acquire_lease(
     holder: str,
     *,
     ttl_seconds: int,
+    guard: GuardSettings | None = None,
     wait_seconds: float = 0,
     poll_interval: float = 10,
     on_wait: Callable[[Conflict], None] | None = None,
 ) -> Lease:
-    """Take ``group``'s lease, waiting up to ``wait_seconds`` while another holder has it (then Conflict)."""
+    """Take ``group``'s lease naming its stable member, waiting up to ``wait_seconds`` while another holder has it.
+
+    The stable member is read when the lease is taken (not before waiting): the previous
+    rollout may have changed the group meanwhile.
+    """
     deadline = time.monotonic() + wait_seconds
     while True:
+        stable = stable_member(describe_group_or_empty(platform, group))
         try:
-            return platform.acquire_lease(group, holder, ttl_seconds)
+            return platform.acquire_lease(group, holder, ttl_seconds, stable=stable, guard=guard)
         except Conflict as exc:
             if time.monotonic() + poll_interval > deadline:
                 raise Conflict(f"group {group} is being changed by another rollout: {exc.message}") from exc
             if on_wait:
                 on_wait(exc)
             time.sleep(poll_interval)
+
+
+def heartbeat(platform: Platform, lease: LeaseRef, *, stable: str | None = None) -> Lease:
+    """Renew the rollout's lease (every rollout task does, so the platform knows the run is alive).
+
+    RolloutAborted (permanent) when the platform took the group back: its dead-man's switch
+    or guard reverted the traffic; the message says why.
+    """
+    try:
+        return platform.renew_lease(lease.group, lease.holder, lease.ttl_seconds, stable=stable)
+    except RolloutAborted as exc:
+        raise RolloutAborted(f"{ABORTED_PREFIX}{exc.message}") from None
+
+
+@dataclass(frozen=True)
+class Reverted:
+    """The platform took a run's group back: why, and whether another rollout holds it now."""
+
+    reason: str
+    taken_by_another: bool = False
+
+
+def platform_reverted(platform: Platform, group: str, holder: str) -> Reverted | None:
+    """Why ``holder`` no longer owns ``group`` (the platform moved the traffic already), or None."""
+    lease = platform.get_lease(group)
+    if lease is None:
+        return None
+    if lease.holder == holder and lease.revoked:
+        return Reverted(f"{ABORTED_PREFIX}{lease.reason}")
+    if lease.holder != holder:
+        return Reverted(f"group {group} is now leased by {lease.holder}", taken_by_another=True)
+    return None
 
 
 def release_lease(platform: Platform, group: str, holder: str) -> str | None:
@@ -374,3 +469,38 @@ def release_lease(platform: Platform, group: str, holder: str) -> str | None:
     except (NotFound, Conflict) as exc:
         return exc.message
     return None
+
+
+# -- first release -----------------------------------------------------------------------------
+
+
+def first_release_reason(platform: Platform, group: str, service: str) -> str | None:
+    """Why ``service`` needs no canary (no other member serves traffic while Running), else None."""
+    info = describe_group_or_empty(platform, group)
+    serving = []
+    for member in live_members(info, exclude=service):
+        try:
+            status = platform.describe(member.service).status
+        except NotFound:
+            continue
+        if status == RUNNING:
+            serving.append(member.service)
+    if serving:
+        return None
+    others = [m.service for m in info.members if m.service != service]
+    if not others:
+        return f"first release into group {group}: no other member, so there is nothing to compare with"
+    return (
+        f"first release into group {group}: no member serves traffic while Running ({', '.join(others)}), "
+        "so there is nothing to protect or compare with"
+    )
+
+
+def release_without_canary(platform: Platform, group: str, service: str, reason: str) -> dict[str, int]:
+    """Give ``service`` all traffic at once and say why no canary ran (in the group's events)."""
+    info = platform.describe_group(group)
+    weights = {m.service: 0 for m in info.members}
+    weights[service] = 100
+    platform.set_traffic(group, weights)
+    platform.add_group_event(group, "info", f"{service} got all traffic without a canary: {reason}")
+    return weights

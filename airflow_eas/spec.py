@@ -276,7 +276,7 @@ class ServiceSpec(_Strict):
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
 
 
-def _format_errors(exc: ValidationError) -> str:
+def format_errors(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"]) or "spec"
@@ -307,7 +307,7 @@ def parse_spec(data: dict[str, Any] | str | bytes) -> ServiceSpec:
     try:
         return ServiceSpec.model_validate(data)
     except ValidationError as exc:
-        raise InvalidSpec(f"invalid service spec: {_format_errors(exc)}") from None
+        raise InvalidSpec(f"invalid service spec: {format_errors(exc)}") from None
 
 
 def load_spec_file(path: str | Path) -> ServiceSpec:

@@ -13,12 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_eas.errors import Conflict, InvalidSpec, NotFound
+from airflow_eas.errors import Conflict, InvalidSpec, NotFound, RolloutAborted
 from airflow_eas.platform.base import (
+    LEASE_HELD,
+    LEASE_REVOKED,
     RUNNING,
     STOPPED,
+    Event,
     GroupInfo,
     GroupMember,
+    GuardSettings,
     InstanceInfo,
     Lease,
     Metrics,
@@ -66,6 +70,7 @@ class FakePlatform(Platform):
     answers: dict[str, Callable[[bytes], Answer]] = field(default_factory=dict)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     invoked: list[tuple[str, bytes]] = field(default_factory=list)
+    group_events: dict[str, list[Event]] = field(default_factory=dict)
 
     # -- test set-up -------------------------------------------------------------------------
 
@@ -81,6 +86,15 @@ class FakePlatform(Platform):
         )
         self.services[name] = FakeService(spec, instances, **state)
         self.weights.setdefault(group, {})[name] = weight
+
+    def revoke(self, group: str, reason: str) -> None:
+        """What the platform's guard or dead-man's switch does: all traffic to the stable member, lease revoked."""
+        lease = self.leases[group]
+        weights = {m: 0 for m in self.weights[group]}
+        if lease.stable:
+            weights[lease.stable] = 100
+        self.weights[group].update(weights)
+        lease.state, lease.reason = LEASE_REVOKED, reason
 
     def writes(self, *methods: str) -> list[tuple[Any, ...]]:
         return [c for c in self.calls if c[0] in methods]
@@ -148,7 +162,8 @@ class FakePlatform(Platform):
         if not self.weights.get(group):
             raise NotFound(f"group {group} not found")
         members = [GroupMember(name, weight) for name, weight in sorted(self.weights[group].items())]
-        return GroupInfo(group, f"http://fake-gateway/api/predict/{group}", "token", members)
+        events = list(self.group_events.get(group, []))
+        return GroupInfo(group, f"http://fake-gateway/api/predict/{group}", "token", members, events=events)
 
     def list_groups(self) -> list[GroupInfo]:
         return [self.describe_group(g) for g in sorted(self.weights) if self.weights[g]]
@@ -184,12 +199,39 @@ class FakePlatform(Platform):
 
     # -- leases ------------------------------------------------------------------------------
 
-    def acquire_lease(self, group: str, holder: str, ttl_seconds: int) -> Lease:
+    def acquire_lease(
+        self,
+        group: str,
+        holder: str,
+        ttl_seconds: int,
+        *,
+        stable: str | None = None,
+        guard: GuardSettings | None = None,
+    ) -> Lease:
+        self.calls.append(("acquire_lease", group, holder, stable))
         current = self.leases.get(group)
-        if current and current.holder != holder and current.expires_at > time.time():
+        if current and current.holder == holder and current.revoked:
+            raise RolloutAborted(current.reason)
+        if current and current.holder != holder and current.state == LEASE_HELD and current.expires_at > time.time():
             raise Conflict(f"group {group} is leased by {current.holder}")
-        self.leases[group] = Lease(group, holder, time.time() + ttl_seconds)
+        self.leases[group] = Lease(group, holder, time.time() + ttl_seconds, stable, guard, ttl_seconds)
         return self.leases[group]
+
+    def renew_lease(self, group: str, holder: str, ttl_seconds: int, *, stable: str | None = None) -> Lease:
+        self.calls.append(("renew_lease", group, holder, stable))
+        current = self.leases.get(group)
+        if current is None:
+            return self.acquire_lease(group, holder, ttl_seconds, stable=stable)
+        if current.holder != holder:
+            raise Conflict(f"group {group} is leased by {current.holder}, not {holder}")
+        if current.revoked:
+            raise RolloutAborted(current.reason)
+        current.expires_at = time.time() + ttl_seconds
+        current.stable = stable or current.stable
+        return current
+
+    def get_lease(self, group: str) -> Lease | None:
+        return self.leases.get(group)
 
     def release_lease(self, group: str, holder: str) -> None:
         current = self.leases.get(group)
@@ -198,3 +240,6 @@ class FakePlatform(Platform):
         if current.holder != holder:
             raise Conflict(f"group {group} is leased by {current.holder}, not {holder}")
         del self.leases[group]
+
+    def add_group_event(self, group: str, level: str, message: str) -> None:
+        self.group_events.setdefault(group, []).append(Event(time.time(), level, message))

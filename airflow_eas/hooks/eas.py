@@ -130,6 +130,10 @@ class EasHook(BaseHook):
             return str(template).format(service=service, endpoint=self.endpoint)
         return f"/eas/services/{service}?conn_id={self.eas_conn_id}"
 
+    def service_page_url(self, service: str) -> str:
+        """The service's page on the platform's own console (``eas server``'s ``/console/``)."""
+        return f"{self.endpoint}/console/services/{service}"
+
     def test_connection(self) -> tuple[bool, str]:
         """Reach the control plane with the token (used by the UI's Test button)."""
         try:

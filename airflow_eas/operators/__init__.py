@@ -6,7 +6,9 @@ from airflow_eas.operators.lease import EasAcquireLeaseOperator, EasReleaseLease
 from airflow_eas.operators.service import EasDeleteServiceOperator, EasScaleOperator
 from airflow_eas.operators.traffic import (
     EasBakeOperator,
+    EasFirstReleaseOperator,
     EasPromoteOperator,
+    EasReleaseGateOperator,
     EasRollbackOperator,
     EasRolloutFailedOperator,
     EasTrafficShiftOperator,
@@ -18,7 +20,9 @@ __all__ = [
     "EasBaseOperator",
     "EasDeleteServiceOperator",
     "EasDeployServiceOperator",
+    "EasFirstReleaseOperator",
     "EasPromoteOperator",
+    "EasReleaseGateOperator",
     "EasReleaseLeaseOperator",
     "EasRollbackOperator",
     "EasRolloutFailedOperator",

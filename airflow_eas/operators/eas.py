@@ -7,7 +7,9 @@
 :class:`EasBakeOperator`           let traffic flow for a while before an analysis
 :class:`EasPromoteOperator`        all traffic to a member; the old one scaled down later
 :class:`EasRollbackOperator`       traffic back to the previous live member; new one stopped
-:class:`EasRolloutFailedOperator`  fail the run after a rollback
+:class:`EasRolloutFailedOperator`  fail the run after a rollback (saying so when the platform reverted it)
+:class:`EasReleaseGateOperator`    canary, or a first release when nothing in the group serves
+:class:`EasFirstReleaseOperator`   all traffic to the new member at once, saying why (no canary)
 :class:`EasScaleOperator`          set a service's instance count
 :class:`EasDeleteServiceOperator`  delete a service
 :class:`EasAcquireLeaseOperator`   take a group's lease (one rollout per group at a time)

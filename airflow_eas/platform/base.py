@@ -96,11 +96,13 @@ class GroupInfo(_Json):
     members: list[GroupMember] = field(default_factory=list)
     # Whether the gateway took the current weights (a cluster's route status); None where it cannot be known.
     accepted: bool | None = None
+    events: list[Event] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GroupInfo:
         info = super().from_dict(data)
         info.members = [GroupMember.from_dict(m) for m in data.get("members", [])]
+        info.events = [Event.from_dict(e) for e in data.get("events", [])]
         return info
 
     def weight_of(self, service: str) -> int:
@@ -131,12 +133,66 @@ class Metrics(_Json):
 
 
 @dataclass
+class GuardSettings(_Json):
+    """The platform's guard of a leased rollout: revert to the stable member on a clear breach.
+
+    A candidate (a member other than the stable one, with traffic) breaches when its error
+    rate over the last ``window_seconds`` exceeds ``max_error_rate`` with at least
+    ``min_requests`` requests in that window.
+    """
+
+    window_seconds: int = 10
+    max_error_rate: float = 0.01
+    min_requests: int = 20
+
+    def check(self) -> GuardSettings:
+        from airflow_eas.errors import InvalidSpec
+
+        if not isinstance(self.window_seconds, int) or not 1 <= self.window_seconds <= 900:
+            raise InvalidSpec(f"guard.window_seconds: {self.window_seconds!r} is not a whole number from 1 to 900")
+        if not isinstance(self.max_error_rate, (int, float)) or not 0 <= self.max_error_rate <= 1:
+            raise InvalidSpec(f"guard.max_error_rate: {self.max_error_rate!r} is not a number from 0 to 1")
+        if not isinstance(self.min_requests, int) or self.min_requests < 1:
+            raise InvalidSpec(f"guard.min_requests: {self.min_requests!r} is not a whole number of at least 1")
+        return self
+
+
+# Lease states: held by a rollout; revoked by the platform (it reverted the group's traffic);
+# lapsed (no heartbeat, nothing was split: the group is free, its holder may renew it).
+LEASE_HELD = "held"
+LEASE_REVOKED = "revoked"
+LEASE_LAPSED = "lapsed"
+
+
+@dataclass
 class Lease(_Json):
-    """Exclusive right to change one group, held by one rollout at a time."""
+    """Exclusive right to change one group, held by one rollout at a time.
+
+    It is also a dead-man's switch: ``stable`` is the member that held all traffic when the
+    lease was taken; when the lease lapses while another member has traffic (the rollout is
+    gone), or the ``guard`` sees that member fail, the platform gives all traffic back to
+    ``stable`` and marks the lease ``revoked`` with the ``reason``.
+    """
 
     group: str
     holder: str
     expires_at: float
+    stable: str | None = None
+    guard: GuardSettings | None = None
+    ttl_seconds: float | None = None
+    state: str = LEASE_HELD
+    reason: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Lease:
+        lease = super().from_dict(data)
+        if isinstance(data.get("guard"), dict):
+            lease.guard = GuardSettings.from_dict(data["guard"])
+        return lease
+
+    @property
+    def revoked(self) -> bool:
+        return self.state == LEASE_REVOKED
 
 
 class Platform(ABC):
@@ -209,8 +265,38 @@ class Platform(ABC):
         """Call a service or group through the gateway; returns (status, body)."""
 
     @abstractmethod
-    def acquire_lease(self, group: str, holder: str, ttl_seconds: int) -> Lease:
-        """Take (or renew, for the same holder) the group's lease; Conflict when another holds it."""
+    def acquire_lease(
+        self,
+        group: str,
+        holder: str,
+        ttl_seconds: int,
+        *,
+        stable: str | None = None,
+        guard: GuardSettings | None = None,
+    ) -> Lease:
+        """Take (or take again, for the same holder) the group's lease; Conflict when another holds it.
+
+        ``stable`` is the member all traffic goes back to when the lease lapses with traffic
+        split, or when ``guard`` (None: no guard) sees a candidate breach. A platform without
+        a dead-man's switch may ignore both (the lease is then only a lock).
+        """
+
+    def renew_lease(self, group: str, holder: str, ttl_seconds: int, *, stable: str | None = None) -> Lease:
+        """The heartbeat: extend the holder's lease (and name a new ``stable`` member, e.g. on promote).
+
+        RolloutAborted when the platform revoked the lease (it reverted the group's traffic);
+        Conflict when another holder has the group. The default takes the lease again, for
+        platforms whose lease is only a lock.
+        """
+        return self.acquire_lease(group, holder, ttl_seconds, stable=stable)
+
+    def get_lease(self, group: str) -> Lease | None:
+        """The group's lease (held, or revoked with its reason), None when the group is free."""
+        return None
 
     @abstractmethod
     def release_lease(self, group: str, holder: str) -> None: ...
+
+    def add_group_event(self, group: str, level: str, message: str) -> None:
+        """Record an event on a group (shown with the group); platforms without events may drop it."""
+        return None

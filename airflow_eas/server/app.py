@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from airflow_eas import __version__
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, Unauthorized
-from airflow_eas.platform.base import GroupInfo, GroupMember, Lease, Metrics
+from airflow_eas.platform.base import GroupInfo, GroupMember, GuardSettings, Metrics
 from airflow_eas.server.console import mount_console
 from airflow_eas.server.gateway import Gateway, GatewayTimings
+from airflow_eas.server.guard import RolloutGuard
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.runtimes.process import ProcessRuntime
@@ -76,13 +77,16 @@ class ControlPlane:
         self.series = SeriesStore(data_dir / "series.db")
         self.sampler = SeriesSampler(self.series, self.metrics, self.store, self.runtime)
         self.gateway_url = f"http://{config.host}:{config.gateway_port}"
+        self.guard = RolloutGuard(self.store, self.metrics.window, self.set_traffic)
 
     def start(self) -> None:
         self.metrics.start()
         self.reconciler.start()
         self.sampler.start()
+        self.guard.start()
 
     def shutdown(self) -> None:
+        self.guard.stop()
         self.sampler.stop()
         self.reconciler.stop(stop_instances=True)
         self.metrics.close()
@@ -218,7 +222,19 @@ class ControlPlane:
     def group(self, name: str) -> dict:
         token = self.store.group_token(name)
         members = [GroupMember(s, w) for s, w in self.store.members(name).items()]
-        return GroupInfo(name, f"{self.gateway_url}/api/predict/{name}", token, members).to_dict()
+        info = GroupInfo(name, f"{self.gateway_url}/api/predict/{name}", token, members).to_dict()
+        info["events"] = self.store.events(name)
+        return info
+
+    def add_group_event(self, name: str, body: Any) -> None:
+        level = body.get("level", "info") if isinstance(body, dict) else None
+        message = body.get("message") if isinstance(body, dict) else None
+        if level not in ("info", "warning", "error"):
+            raise InvalidSpec(f"level: {level!r} is not one of info, warning, error")
+        if not isinstance(message, str) or not message.strip():
+            raise InvalidSpec("message: a non-empty string is required")
+        self.store.group_token(name)
+        self.store.add_event(name, level, message.strip()[:2000])
 
     def groups(self) -> list[dict]:
         return [self.group(name) for name, _ in self.store.groups()]
@@ -246,15 +262,53 @@ class ControlPlane:
         return {"name": name, "kind": "group", "url": f"{self.gateway_url}/api/predict/{name}", "token": token}
 
     def acquire_lease(self, name: str, body: Any) -> dict:
-        holder = body.get("holder") if isinstance(body, dict) else None
-        ttl = body.get("ttl_seconds", 3600) if isinstance(body, dict) else None
-        if not isinstance(holder, str) or not holder:
-            raise InvalidSpec("holder: a non-empty string naming who takes the lease is required")
-        if not isinstance(ttl, (int, float)) or not 1 <= ttl <= 7 * 86400:
-            raise InvalidSpec(f"ttl_seconds: {ttl!r} is not a number of seconds from 1 to 604800")
         check_name(name, "group")
-        expires = self.store.acquire_lease(name, holder, float(ttl))
-        return Lease(name, holder, expires).to_dict()
+        holder, ttl = _lease_holder_ttl(body)
+        stable = body.get("stable")
+        if stable is not None and (not isinstance(stable, str) or stable not in self.store.members(name)):
+            raise InvalidSpec(f"stable: {stable!r} is not a member of group {name!r}")
+        guard = _guard_settings(body.get("guard"))
+        if guard and not stable:
+            guard = None  # nothing to fall back to (a first release): the guard has nothing to protect
+        lease = self.store.acquire_lease(name, holder, ttl, stable=stable, guard=guard)
+        self.store.add_event(name, "info", f"leased to {holder} for {ttl:g} s; stable member: {stable or 'none'}"
+                                           + (", guarded" if guard else ""))
+        return lease.to_dict()
+
+    def renew_lease(self, name: str, body: Any) -> dict:
+        holder, ttl = _lease_holder_ttl(body)
+        stable = body.get("stable")
+        if stable is not None and (not isinstance(stable, str) or stable not in self.store.members(name)):
+            raise InvalidSpec(f"stable: {stable!r} is not a member of group {name!r}")
+        return self.store.renew_lease(name, holder, ttl, stable=stable).to_dict()
+
+    def lease(self, name: str) -> dict:
+        lease = self.store.lease(name)
+        if lease is None:
+            raise NotFound(f"group {name!r} is not leased")
+        return lease.to_dict()
+
+
+def _lease_holder_ttl(body: Any) -> tuple[str, float]:
+    if not isinstance(body, dict):
+        raise InvalidSpec("expected a JSON object with holder and ttl_seconds")
+    holder, ttl = body.get("holder"), body.get("ttl_seconds", 3600)
+    if not isinstance(holder, str) or not holder:
+        raise InvalidSpec("holder: a non-empty string naming who takes the lease is required")
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 1 <= ttl <= 7 * 86400:
+        raise InvalidSpec(f"ttl_seconds: {ttl!r} is not a number of seconds from 1 to 604800")
+    return holder, float(ttl)
+
+
+def _guard_settings(value: Any) -> GuardSettings | None:
+    if value is None or value is False:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidSpec("guard: expected an object {window_seconds, max_error_rate, min_requests} or null")
+    unknown = sorted(set(value) - {"window_seconds", "max_error_rate", "min_requests"})
+    if unknown:
+        raise InvalidSpec(f"guard.{unknown[0]}: unknown field")
+    return GuardSettings(**value).check()
 
 
 def _tail(path: Path, lines: int) -> list[str]:
@@ -320,6 +374,7 @@ def build_app(cp: ControlPlane) -> FastAPI:
     app.include_router(_service_routes(cp), dependencies=auth_dep)
     app.include_router(_service_control_routes(cp), dependencies=auth_dep)
     app.include_router(_group_routes(cp), dependencies=auth_dep)
+    app.include_router(_lease_routes(cp), dependencies=auth_dep)
 
     @app.get("/metrics", dependencies=[Depends(auth)])
     def prometheus() -> PlainTextResponse:
@@ -405,13 +460,9 @@ def _group_routes(cp: ControlPlane) -> APIRouter:
     def set_traffic(name: str, body: dict = Body(...)) -> dict:
         return cp.set_traffic(name, body.get("weights"))
 
-    @v2.post("/groups/{name}/lease")
-    def acquire_lease(name: str, body: dict = Body(...)) -> dict:
-        return cp.acquire_lease(name, body)
-
-    @v2.delete("/groups/{name}/lease", status_code=204)
-    def release_lease(name: str, holder: str) -> Response:
-        cp.store.release_lease(name, holder)
+    @v2.post("/groups/{name}/events", status_code=204)
+    def add_group_event(name: str, body: dict = Body(...)) -> Response:
+        cp.add_group_event(name, body)
         return Response(status_code=204)
 
     @v2.get("/endpoints/{name}")
@@ -422,6 +473,30 @@ def _group_routes(cp: ControlPlane) -> APIRouter:
     def info() -> dict:
         return {"gateway": cp.gateway_url, "version": __version__, "runtime": cp.runtime.name,
                 "gateway_restarts": cp.gateway.restarts}
+
+    return v2
+
+
+def _lease_routes(cp: ControlPlane) -> APIRouter:
+    """A group's lease: taken with its stable member (and guard), renewed, read, released."""
+    v2 = APIRouter(prefix="/api/v2")
+
+    @v2.post("/groups/{name}/lease")
+    def acquire_lease(name: str, body: dict = Body(...)) -> dict:
+        return cp.acquire_lease(name, body)
+
+    @v2.put("/groups/{name}/lease")
+    def renew_lease(name: str, body: dict = Body(...)) -> dict:
+        return cp.renew_lease(name, body)
+
+    @v2.get("/groups/{name}/lease")
+    def get_lease(name: str) -> dict:
+        return cp.lease(name)
+
+    @v2.delete("/groups/{name}/lease", status_code=204)
+    def release_lease(name: str, holder: str) -> Response:
+        cp.store.release_lease(name, holder)
+        return Response(status_code=204)
 
     return v2
 

@@ -45,9 +45,11 @@ def plan() -> dict[str, Any]:
             "max_error_rate": 0.05,
             "timeout_seconds": 60,
             "poll_seconds": 1,
+            "inconclusive_limit": 60,  # the window fills for ~23 s: those measurements have too little data
         },
         scale_down_delay_seconds=10,
         timeouts={"ready_seconds": 40},
+        deferrable=True,  # the test is about deferral (the default follows [operators] default_deferrable)
     )
 
 

@@ -16,7 +16,7 @@ from airflow_eas.errors import Conflict
 from airflow_eas.spec import parse_spec
 from tests.conftest import wait_until
 from tests.plans import echo_service, rollout_plan
-from tests.provider.conftest import run_plan, task_context, task_states
+from tests.provider.conftest import run_plan, task_context, task_start, task_states
 
 pytestmark = pytest.mark.airflow
 
@@ -108,7 +108,10 @@ def test_bad_version_is_rolled_back_and_the_run_fails(eas_conn, airflow_db, traf
     seed_group(client, group)
     traffic = traffic_to(group)
     time.sleep(1)
-    plan = rollout_plan("bad_release", group, service=echo_service(APP_VERSION="2", FAIL_RATE="0.2"))
+    # guard off: this is the Airflow analysis path (the platform guard has its own test below)
+    plan = rollout_plan(
+        "bad_release", group, service=echo_service(APP_VERSION="2", FAIL_RATE="0.2"), guard=False
+    )
     run = run_plan(plan)
     traffic.stop()
 
@@ -143,15 +146,67 @@ def test_version_that_cannot_start_never_receives_traffic(eas_conn, airflow_db, 
     assert set(traffic.answers) == {"version 1"}
 
 
-def test_first_run_on_an_empty_group_gives_the_member_all_traffic(eas_conn, airflow_db) -> None:
+def xcom(run, task_id: str, key: str = "return_value") -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key).one()
+        return XComModel.deserialize_value(row)
+
+
+def test_first_release_into_an_empty_group_ends_success_without_a_canary(eas_conn, airflow_db) -> None:
+    """The issue's reproduction: canary 20/50/100, min_requests 10, no traffic anywhere."""
     client, group = eas_conn.client, "fresh"
-    plan = rollout_plan("fresh_release", group, strategy="blue_green", steps=None)
-    plan["analysis"]["min_requests"] = 1
-    plan["warmup"]["count"] = 10  # the warm-up requests are the first member's only traffic
-    plan["analysis"]["window_seconds"] = 30
+    plan = rollout_plan("fresh_release", group, steps=[20, 50, 100], bake_seconds=30)
+    plan["analysis"].update(min_requests=10, timeout_seconds=600)
+    started = time.monotonic()
     run = run_plan(plan, {"version": "1"})
-    assert run.state == "success", task_states(run)
+    states = task_states(run)
+    assert run.state == "success", states
+    assert time.monotonic() - started < 120  # no bake, no analysis timeout
+    assert states["first_release"] == "success"
+    assert states["promote"] == "success"
+    assert all(states[t] == "skipped" for t in states if t.startswith(("shift_to", "bake_", "analysis_"))), states
     assert weights(client, group) == {"fresh_blue": 100}
+    why = xcom(run, "release_gate", "first_release")
+    assert "first release into group fresh" in why
+    events = [e.message for e in client.describe_group(group).events]
+    assert any("fresh_blue got all traffic without a canary: first release" in m for m in events), events
+    assert client.get_lease(group) is None  # released at once
+
+
+def test_guard_cuts_off_a_failing_canary_during_the_bake_and_the_run_fails(
+    eas_conn, airflow_db, traffic_to
+) -> None:
+    client, group = eas_conn.client, "guardrun"
+    seed_group(client, group)
+    traffic = traffic_to(group)
+    plan = rollout_plan(
+        "guard_release",
+        group,
+        service=echo_service(APP_VERSION="2", FAIL_RATE="0.5"),
+        warmup={"data": [{"instances": [[1, 2]]}], "count": 1, "max_errors": 5},
+        bake_seconds=40,  # the analysis is far away: only the platform's guard can cut the canary off
+        lease_ttl_seconds=20,
+        guard={"window_seconds": 5, "min_requests": 10},
+    )
+    run = run_plan(plan)
+    traffic.stop()
+
+    states = task_states(run)
+    assert run.state == "failed", states
+    assert states["bake_50"] == "failed", states  # its heartbeat learned the platform reverted
+    assert states["analysis_50"] == "upstream_failed"
+    assert weights(client, group) == {"guardrun_blue": 100, "guardrun_green": 0}
+    guard_events = [e for e in client.describe_group(group).events if "the guard saw guardrun_green fail" in e.message]
+    assert guard_events, client.describe_group(group).events
+    shifted = task_start(run, "bake_50")
+    assert guard_events[0].time - shifted < 15, "the canary kept its traffic too long"
+    rolled = xcom(run, "rollback")
+    assert "the platform's guard reverted it" in rolled["skipped"]  # the rollback left the weights alone
+    wait_until(lambda: client.describe("guardrun_green").status == "Stopped", 20, "the canary stopped")
+    assert client.get_lease(group) is None
 
 
 def test_the_lease_blocks_a_second_rollout(eas_conn, airflow_db, foreign_lease) -> None:
@@ -201,11 +256,13 @@ def test_triggers_run_against_the_platform(eas_conn, airflow_db) -> None:
     assert ready["status"] == "success"
     assert ready["service"] == blue
     json.dumps(ready)
-    # No traffic: inconclusive until the deadline, never a pass.
+    # No traffic: three inconclusive measurements, never a pass; each one is in the event.
     quiet = EasMetricsTrigger(
-        service=blue, thresholds={"window_seconds": 5, "min_requests": 1000}, eas_conn_id="eas_default",
-        poll_interval=0.2, deadline=time.time() + 1.5,
+        service=blue, analysis={"window_seconds": 5, "min_requests": 1000, "count": 3, "inconclusive_limit": 2},
+        eas_conn_id="eas_default", poll_interval=0.2, deadline=time.time() + 30,
     )  # fmt: skip
     event = asyncio.run(first(quiet))
-    assert event["status"] == "timeout"
-    assert "Inconclusive" in event["message"]
+    assert event["status"] == "failed"
+    assert event["phase"] == "Inconclusive"
+    assert "no data is never a pass" in event["message"]
+    assert [m["result"] for m in event["measurements"]] == ["Inconclusive"] * 3

@@ -146,7 +146,9 @@ def test_promote_scales_the_old_member_down_after_the_delay(fake_platform: FakeP
 def test_promote_defers_the_delay_and_leaves_a_rolled_back_group_alone(fake_platform: FakePlatform) -> None:
     fake_platform.add_member("g_blue", "g", weight=0)
     fake_platform.add_member("g_green", "g", weight=100)
-    op = EasPromoteOperator(task_id="promote", group="g", service="g_green", scale_down_delay_seconds=600)
+    op = EasPromoteOperator(
+        task_id="promote", group="g", service="g_green", scale_down_delay_seconds=600, deferrable=True
+    )
     with pytest.raises(TaskDeferred):
         op.execute(task_context())
     fake_platform.set_traffic("g", {"g_blue": 100, "g_green": 0})  # rolled back meanwhile

@@ -50,3 +50,22 @@ def test_templated_spec_renders_bizdate_cyctime_and_params() -> None:
     spec = member_spec(op.spec, DeployTarget("fraud_blue", "fraud"), model_path=op.model_path)
     assert spec.group == "fraud"
     assert spec.name == "fraud_blue"
+
+
+def test_bizdate_and_cyctime_are_macros_for_every_task_of_a_rollout_dag() -> None:
+    """Not only EAS operators: any task of the DAG (here a plain template) renders them for its run."""
+    from types import SimpleNamespace
+
+    import pendulum
+    from airflow.sdk.execution_time.context import set_current_context
+
+    from airflow_eas.dags import build_rollout_dag
+    from tests.plans import rollout_plan
+
+    dag = build_rollout_dag(rollout_plan("macros", "g", schedule={"cron": "0 2 * * *", "timezone": "Asia/Shanghai"}))
+    env = dag.get_template_env()
+    context = {"logical_date": pendulum.datetime(2026, 11, 24, 18, 0, tz="UTC"), "dag": dag,
+               "dag_run": SimpleNamespace(run_after=None)}  # fmt: skip
+    with set_current_context(context):  # as the task runner does while rendering
+        text = env.from_string("{{ bizdate }} {{ cyctime }} {{ bizdate[:4] }}").render()
+    assert text == "20261124 20261125020000 2026"  # 02:00 on the 25th in Shanghai; bizdate the day before

@@ -60,25 +60,25 @@ def test_live_members_heaviest_first() -> None:
 
 
 def test_plan_deploy_on_an_empty_group(platform: FakePlatform) -> None:
-    target = rollout.plan_deploy(platform, group="g", service_name=None)
+    target = rollout.plan_deploy(platform, group="g", service=None)
     assert target == rollout.DeployTarget("g_blue", "g", None)
 
 
 def test_plan_deploy_next_to_a_live_member(platform: FakePlatform) -> None:
     platform.add_member("g_blue", "g", weight=100)
-    assert rollout.plan_deploy(platform, group="g", service_name=None) == rollout.DeployTarget("g_green", "g", "g_blue")
+    assert rollout.plan_deploy(platform, group="g", service=None) == rollout.DeployTarget("g_green", "g", "g_blue")
 
 
 def test_plan_deploy_never_redeploys_a_live_member(platform: FakePlatform) -> None:
     platform.add_member("g_blue", "g", weight=100)
     with pytest.raises(Conflict, match="serves 100%"):
-        rollout.plan_deploy(platform, group="g", service_name="g_blue")
+        rollout.plan_deploy(platform, group="g", service="g_blue")
 
 
 def test_plan_deploy_needs_a_group_or_a_name(platform: FakePlatform) -> None:
     with pytest.raises(InvalidSpec, match="give group"):
-        rollout.plan_deploy(platform, group=None, service_name=None)
-    assert rollout.plan_deploy(platform, group=None, service_name="solo") == rollout.DeployTarget("solo")
+        rollout.plan_deploy(platform, group=None, service=None)
+    assert rollout.plan_deploy(platform, group=None, service="solo") == rollout.DeployTarget("solo")
 
 
 def test_member_spec_sets_name_group_and_model_path() -> None:
@@ -215,8 +215,26 @@ def test_read_warmup_file_jsonl_json_and_errors(tmp_path) -> None:
         rollout.read_warmup_file(str(listed))
     with pytest.raises(InvalidSpec, match="cannot read"):
         rollout.read_warmup_file(str(tmp_path / "missing.jsonl"))
-    with pytest.raises(InvalidSpec, match="only local files"):
-        rollout.read_warmup_file("oss://bucket/w.jsonl")
+    with pytest.raises(InvalidSpec, match="give a local path, a file:// URI or an oss:// object"):
+        rollout.read_warmup_file("s3://bucket/w.jsonl")
+
+
+def test_read_warmup_file_from_oss(s3_server, monkeypatch, tmp_path) -> None:
+    """An oss:// warm-up file is read with the platform's own object-store client (a real S3 server)."""
+    boto3 = pytest.importorskip("boto3")
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_server["EAS_OSS_ENDPOINT"], region_name="us-east-1",
+        aws_access_key_id=s3_server["EAS_OSS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3_server["EAS_OSS_ACCESS_KEY_SECRET"],
+    )  # fmt: skip
+    s3.create_bucket(Bucket="warmup")
+    s3.put_object(Bucket="warmup", Key="fraud/w.jsonl", Body=b'{"instances": [[1, 2]]}\n{"instances": [[3, 4]]}\n')
+    with pytest.raises(InvalidSpec, match="EAS_OSS_ENDPOINT"):
+        rollout.read_warmup_file("oss://warmup/fraud/w.jsonl", cache=tmp_path)
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    bodies = rollout.read_warmup_file("oss://warmup/fraud/w.jsonl", cache=tmp_path)
+    assert bodies == [b'{"instances": [[1, 2]]}', b'{"instances": [[3, 4]]}']
 
 
 def test_warm_up_counts_requests_and_failures(platform: FakePlatform) -> None:

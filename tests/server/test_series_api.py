@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -19,8 +20,9 @@ def eas(server, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def busy(eas_server) -> str:
-    client = eas_server.client
+def busy(eas_session) -> Iterator[str]:
+    """A service with 11 s of traffic, kept for the module's tests (deleted after them)."""
+    client = eas_session.client
     client._call("POST", "/api/v2/services", json=echo_spec("series_svc"))
     wait_running(client, "series_svc")
     deadline = time.time() + 11  # across a 10-second boundary
@@ -33,7 +35,8 @@ def busy(eas_server) -> str:
         return max(client.series("series_svc")["points"]["t"], default=0) >= ended
 
     wait_until(covered, 30, "the points of all the traffic")
-    return "series_svc"
+    yield "series_svc"
+    client.delete("series_svc")
 
 
 def test_points_and_instance_usage_over_the_api(eas_server, busy: str) -> None:

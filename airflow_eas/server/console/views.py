@@ -249,7 +249,7 @@ def console_router(cp: ControlPlane) -> APIRouter:
         total = sum(m["requests"] for m in members)
         for m in members:
             m["share"] = m["requests"] / total if total else None
-        lease = cp.store.lease(name)
+        lease = cp.store.lease_holder(name)
         return {"group": info, "members": members, "lease": lease, "rollout": rollout_of(members, lease)}
 
     @router.get("/groups")
