@@ -32,7 +32,7 @@ def released(eas_conn, airflow_db) -> Iterator[tuple[str, str]]:
     traffic.stop()
     assert run.state == "success"
     # the series sampler folds the run's last seconds into a point within 11 s
-    wait_until(lambda: sum(client.series("viewed_green")["points"]["requests"]) > 0, 25, "points of the candidate")
+    wait_until(lambda: sum(client.series("viewed_green").points["requests"]) > 0, 25, "points of the candidate")
     return run.dag_id, run.run_id
 
 

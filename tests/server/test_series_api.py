@@ -30,7 +30,7 @@ def busy(eas_server) -> str:
     ended = time.time()
 
     def covered() -> bool:  # the sampler has taken the period of the last request
-        return max(client.series("series_svc")["points"]["t"], default=0) >= ended
+        return max(client.series("series_svc").points["t"], default=0) >= ended
 
     wait_until(covered, 30, "the points of all the traffic")
     return "series_svc"
@@ -38,16 +38,16 @@ def busy(eas_server) -> str:
 
 def test_points_and_instance_usage_over_the_api(eas_server, busy: str) -> None:
     body = eas_server.client.series(busy, "15m")
-    assert body["step_seconds"] == 10
-    assert body["window_seconds"] == 900
-    points = body["points"]
+    assert body.step_seconds == 10
+    assert body.window_seconds == 900
+    points = body.points
     assert all(t % 10 == 0 for t in points["t"])
     sent = eas_server.client.metrics(busy, 600).requests
     assert sum(points["requests"]) == sent > 20
     assert set(points["errors"]) == {0}
     assert any(p is not None for p in points["p99_ms"])
     (instance,) = eas_server.client.describe(busy).instance_list
-    usage = body["instances"][instance.id]
+    usage = body.instances[instance.id]
     assert usage["t"]
     assert max(usage["memory_mb"]) > 5
 
