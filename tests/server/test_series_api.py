@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.conftest import echo_spec, wait_running, wait_until
+from tests.conftest import deleting_new_services, echo_spec, wait_running, wait_until
 
 
 def eas(server, *args: str) -> subprocess.CompletedProcess:
@@ -19,21 +20,23 @@ def eas(server, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def busy(eas_server) -> str:
-    client = eas_server.client
-    client._call("POST", "/api/v2/services", json=echo_spec("series_svc"))
-    wait_running(client, "series_svc")
-    deadline = time.time() + 11  # across a 10-second boundary
-    while time.time() < deadline:
-        assert client.invoke("series_svc", b"{}")[0] == 200
-        time.sleep(0.05)
-    ended = time.time()
+def busy(eas_session) -> Iterator[str]:
+    """A service with 11 s of traffic, all of it in the points; deleted after the module's tests."""
+    with deleting_new_services(eas_session) as server:
+        client = server.client
+        client._call("POST", "/api/v2/services", json=echo_spec("series_svc"))
+        wait_running(client, "series_svc")
+        deadline = time.time() + 11  # across a 10-second boundary
+        while time.time() < deadline:
+            assert client.invoke("series_svc", b"{}")[0] == 200
+            time.sleep(0.05)
+        ended = time.time()
 
-    def covered() -> bool:  # the sampler has taken the period of the last request
-        return max(client.series("series_svc").points["t"], default=0) >= ended
+        def covered() -> bool:  # the sampler has taken the period of the last request
+            return max(client.series("series_svc").points["t"], default=0) >= ended
 
-    wait_until(covered, 30, "the points of all the traffic")
-    return "series_svc"
+        wait_until(covered, 30, "the points of all the traffic")
+        yield "series_svc"
 
 
 def test_points_and_instance_usage_over_the_api(eas_server, busy: str) -> None:
