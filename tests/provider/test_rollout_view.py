@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from airflow_eas.demo import TrafficDriver
 from airflow_eas.server.embedded import free_port
 from tests.conftest import wait_until
-from tests.provider.conftest import rollout_plan, run_plan
-from tests.provider.test_rollout import seed_group, traffic_to
+from tests.plans import rollout_plan
+from tests.provider.conftest import run_plan
+from tests.provider.test_dag_runs import seed_group
 
 pytestmark = pytest.mark.airflow
 
@@ -23,13 +25,17 @@ def released(eas_conn, airflow_db) -> Iterator[tuple[str, str]]:
     """A canary release of group ``viewed`` under client traffic: (dag_id, run_id)."""
     client, group = eas_conn.client, "viewed"
     seed_group(client, group)
-    traffic = traffic_to(eas_conn, group)
-    time.sleep(1)
-    run = run_plan(rollout_plan("viewed_release", group, bake_seconds=6, analysis={
-        "window_seconds": 4, "min_requests": 15, "max_error_rate": 0.05, "max_p99_ms": 500,
-        "timeout_seconds": 30, "poll_seconds": 1}))
-    time.sleep(1)
-    traffic.stop()
+    token = client.describe_group(group).token
+    traffic = TrafficDriver(f"{eas_conn.gateway}/api/predict/{group}", token, b'{"instances": [[1, 2]]}',
+                            rps=30).start()
+    try:
+        time.sleep(1)
+        run = run_plan(rollout_plan("viewed_release", group, bake_seconds=6, analysis={
+            "window_seconds": 4, "min_requests": 15, "max_error_rate": 0.05, "max_p99_ms": 500,
+            "timeout_seconds": 30, "poll_seconds": 1}))
+        time.sleep(1)
+    finally:
+        traffic.stop()
     assert run.state == "success"
     # the series sampler folds the run's last seconds into a point within 11 s
     wait_until(lambda: sum(client.series("viewed_green").points["requests"]) > 0, 25, "points of the candidate")
