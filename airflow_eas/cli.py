@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_eas.errors import EasError, InvalidSpec
-from airflow_eas.platform.base import Platform
+from airflow_eas.platform.base import SERIES_WINDOWS, Platform, Series
 from airflow_eas.platform.client import EasClient
 from airflow_eas.spec import apply_overrides, check_name, load_spec_file, parse_spec
 
@@ -239,16 +239,16 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_series(series: dict, as_json: bool) -> int:
+def _print_series(series: Series, as_json: bool) -> int:
     if as_json:
-        _print_json(series)
+        _print_json(series.to_dict())
         return 0
-    cols = series["points"]
+    cols = series.points
 
     def num(v: float | None, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    print(f"{series['name']}: last {series['window_seconds']} s, one point per {series['step_seconds']} s")
+    print(f"{series.name}: last {series.window_seconds} s, one point per {series.step_seconds} s")
     rows = [
         [time.strftime("%H:%M:%S", time.localtime(t)), cols["requests"][i], num(cols["rps"][i], ".1f"),
          cols["errors"][i], num(cols["error_rate"][i], ".2%"), num(cols["p50_ms"][i], ".0f"),
@@ -256,7 +256,7 @@ def _print_series(series: dict, as_json: bool) -> int:
         for i, t in enumerate(cols["t"])
     ]
     print(_table(rows, ["TIME", "REQUESTS", "RPS", "ERRORS", "ERROR_RATE", "P50_MS", "P95_MS", "P99_MS"]))
-    for instance, usage in series["instances"].items():
+    for instance, usage in series.instances.items():
         if usage["t"]:
             print(f"{instance}: cpu {usage['cpu_percent'][-1]:.1f}%  memory {usage['memory_mb'][-1]:.1f} MB "
                   f"(max {max(usage['memory_mb']):.1f} MB)")
@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = client_cmd("metrics", cmd_metrics, "data-plane metrics over a window", True)
     p.add_argument("name")
     p.add_argument("--window", type=int, default=60, help="seconds")
-    p.add_argument("--series", nargs="?", const="15m", choices=["15m", "1h", "24h"],
+    p.add_argument("--series", nargs="?", const="15m", choices=list(SERIES_WINDOWS),
                    help="10-second points over 15m (default), 1h or 24h instead of one window")
     p = sub.add_parser("render", help="print the Kubernetes manifests of a spec or a group (YAML)")
     p.add_argument("spec", nargs="?", help="an EAS JSON spec")

@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from airflow_eas.hooks.eas import EasHook
-from airflow_eas.ui.timeline import TaskRecord, build_timeline, clip_series
+from airflow_eas.ui.timeline import TaskRecord, add_member_series, build_timeline
 
 UI = Path(__file__).parent / "ui"
 CHART_LIBRARY = Path(__file__).parent / "server" / "console" / "static"  # the one vendored copy of uPlot
@@ -48,22 +48,12 @@ def _templates() -> Environment:
     return env
 
 
-def _series_window(seconds: float) -> str | None:
-    """The smallest window of ``eas server``'s series that covers a run (None: older than the 24 h kept)."""
-    for name, limit in (("15m", 900), ("1h", 3600), ("24h", 86400)):
-        if seconds <= limit:
-            return name
-    return None
-
-
 def rollout_data(session: Any, dag_id: str, run_id: str, conn_id: str) -> dict[str, Any]:
     """The timeline of one run from the metadata DB, with the members' points from the platform."""
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from sqlalchemy import select
-
-    from airflow_eas.errors import EasError
 
     run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
     if run is None:
@@ -81,26 +71,8 @@ def rollout_data(session: Any, dag_id: str, run_id: str, conn_id: str) -> dict[s
     xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows if row.map_index == -1}
     now = time.time()
     timeline = build_timeline(tasks, xcoms, now=now, run_state=str(run.state) if run.state else None)
-    timeline.update(dag_id=dag_id, run_id=run_id, conn_id=conn_id, metrics={}, metrics_note="")
-    members = [m for m in (timeline["candidate"], timeline["stable"]) if m]
-    window = _series_window(now - timeline["start"] + 60)
-    if not members:
-        timeline["metrics_note"] = "this run deployed nothing: no rollout to draw"
-    elif window is None:
-        timeline["metrics_note"] = "the platform keeps 24 h of points: this run is older"
-    else:
-        try:
-            platform = EasHook(conn_id).get_platform()
-            series = getattr(platform, "series", None)
-            if series is None:
-                timeline["metrics_note"] = "this platform keeps no time series (verdicts only)"
-            else:
-                for role, name in (("candidate", timeline["candidate"]), ("stable", timeline["stable"])):
-                    if name:
-                        timeline["metrics"][role] = clip_series(series(name, window), timeline["start"],
-                                                                timeline["end"])
-        except EasError as exc:
-            timeline["metrics_note"] = f"no metrics from {conn_id}: {exc.message}"
+    timeline.update(dag_id=dag_id, run_id=run_id, conn_id=conn_id)
+    add_member_series(timeline, lambda: EasHook(conn_id).get_platform(), source=conn_id, now=now)
     return timeline
 
 

@@ -1,9 +1,9 @@
 """An in-memory :class:`Platform`: real state (services, groups, weights, leases), no processes.
 
 Unit tests of :mod:`airflow_eas.rollout` and of the operators run against it. Services are
-ready as soon as they are written (set ``ready=False`` on one to keep it starting); metrics
-and invoke answers are whatever a test sets. ``calls`` records every write, in order, so a
-test can assert what a step did (``("stop", "g_blue")``).
+ready as soon as they are written (set ``ready=False`` on one to keep it starting); metrics,
+time series and invoke answers are whatever a test sets. ``calls`` records every write, in
+order, so a test can assert what a step did (``("stop", "g_blue")``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from airflow_eas.platform.base import (
     LEASE_HELD,
     LEASE_REVOKED,
     RUNNING,
+    SERIES_WINDOWS,
     STOPPED,
     Event,
     GroupInfo,
@@ -27,6 +28,7 @@ from airflow_eas.platform.base import (
     Lease,
     Metrics,
     Platform,
+    Series,
     ServiceInfo,
 )
 from airflow_eas.spec import ServiceSpec
@@ -67,6 +69,7 @@ class FakePlatform(Platform):
     weights: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> member -> weight
     leases: dict[str, Lease] = field(default_factory=dict)
     metric_values: dict[str, Metrics] = field(default_factory=dict)
+    series_values: dict[str, Series] = field(default_factory=dict)  # name -> its points, in every window
     answers: dict[str, Callable[[bytes], Answer]] = field(default_factory=dict)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     invoked: list[tuple[str, bytes]] = field(default_factory=list)
@@ -187,6 +190,13 @@ class FakePlatform(Platform):
 
     def logs(self, name: str, lines: int = 100) -> str:
         return f"{self._get(name).spec.name}: no logs in the fake\n"
+
+    def series(self, name: str, window: str = "15m") -> Series:
+        if window not in SERIES_WINDOWS:
+            raise InvalidSpec(f"window: {window!r} is not one of {', '.join(SERIES_WINDOWS)}")
+        if name not in self.weights:
+            self._get(name)
+        return self.series_values.get(name) or Series(name, SERIES_WINDOWS[window], 10)
 
     def gateway_url(self) -> str:
         return "http://fake-gateway"

@@ -132,6 +132,33 @@ class Metrics(_Json):
         return out
 
 
+# The windows a platform keeps points for (name -> seconds), and the columns of its points.
+SERIES_WINDOWS = {"15m": 900, "1h": 3600, "24h": 86400}
+TRAFFIC_COLUMNS = ("t", "requests", "errors", "rps", "error_rate", "p50_ms", "p95_ms", "p99_ms")
+USAGE_COLUMNS = ("t", "cpu_percent", "memory_mb")
+
+
+def _no_points() -> dict[str, list]:
+    return {c: [] for c in TRAFFIC_COLUMNS}
+
+
+@dataclass
+class Series(_Json):
+    """Points of one service (or group) over a window, as columns a chart draws.
+
+    ``points`` holds :data:`TRAFFIC_COLUMNS`: ``t`` is the end of each ``step_seconds``
+    period that saw traffic (Unix seconds, ascending), ``error_rate`` is None without
+    requests, the percentiles are None without data. ``instances`` holds, per instance id,
+    :data:`USAGE_COLUMNS` (mean CPU percent, highest memory in MB per step).
+    """
+
+    name: str
+    window_seconds: int
+    step_seconds: int
+    points: dict[str, list] = field(default_factory=_no_points)
+    instances: dict[str, dict[str, list]] = field(default_factory=dict)
+
+
 @dataclass
 class GuardSettings(_Json):
     """The platform's guard of a leased rollout: revert to the stable member on a clear breach.
@@ -252,6 +279,10 @@ class Platform(ABC):
 
     @abstractmethod
     def metrics(self, name: str, window_seconds: int = 60) -> Metrics: ...
+
+    @abstractmethod
+    def series(self, name: str, window: str = "15m") -> Series:
+        """The points of a service or group over the last ``window`` (one of :data:`SERIES_WINDOWS`)."""
 
     @abstractmethod
     def logs(self, name: str, lines: int = 100) -> str: ...

@@ -38,7 +38,7 @@ from typing import Any
 import requests
 
 from airflow_eas.errors import EasError, InvalidSpec, NotFound, PlatformUnavailable
-from airflow_eas.platform.base import GroupInfo, GuardSettings, Lease, Metrics, Platform, ServiceInfo
+from airflow_eas.platform.base import GroupInfo, GuardSettings, Lease, Metrics, Platform, Series, ServiceInfo
 from airflow_eas.spec import ServiceSpec
 
 
@@ -117,9 +117,9 @@ class EasClient(Platform):
         body = self._call("GET", f"/api/v2/services/{name}/metrics", params={"window": window_seconds})
         return Metrics.from_dict(body)
 
-    def series(self, name: str, window: str = "15m") -> dict[str, Any]:
+    def series(self, name: str, window: str = "15m") -> Series:
         """Points of ``eas server``'s time series (see :mod:`airflow_eas.server.series`), as columns."""
-        return self._call("GET", f"/api/v2/services/{name}/series", params={"window": window})
+        return Series.from_dict(self._call("GET", f"/api/v2/services/{name}/series", params={"window": window}))
 
     def logs(self, name: str, lines: int = 100) -> str:
         return self._call("GET", f"/api/v2/services/{name}/logs", params={"lines": lines})["logs"]

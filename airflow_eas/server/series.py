@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_eas.errors import InvalidSpec
+from airflow_eas.platform.base import SERIES_WINDOWS, TRAFFIC_COLUMNS, USAGE_COLUMNS, Series
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.runtimes.base import Runtime
 from airflow_eas.server.store import Store
@@ -33,8 +34,6 @@ RETENTION_SECONDS = 24 * 3600
 MAX_ROWS = 500_000  # per table: ~40 MB; 57 keys at one point per 10 s for 24 h
 LATE_SECONDS = 1.0  # the gateway's last log lines of a period arrive this late at most
 MAX_CATCH_UP = 600  # seconds of missed periods taken late (the collector keeps 900)
-# window name -> (seconds, step of the answer): 24 h in minutes keeps a chart's payload small
-WINDOWS = {"15m": (900, STEP), "1h": (3600, STEP), "24h": (86400, 60)}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS traffic (
@@ -68,15 +67,18 @@ class UsagePoint:
 
 def window_of(window: str | int) -> tuple[int, int]:
     """``15m``/``1h``/``24h`` (or seconds) -> (seconds, step of the points); a clear error otherwise."""
-    if isinstance(window, str) and window in WINDOWS:
-        return WINDOWS[window]
-    try:
-        seconds = int(window)
-    except (TypeError, ValueError):
-        raise InvalidSpec(f"window: {window!r} is not one of {', '.join(WINDOWS)} (or a number of seconds)") from None
-    if not STEP <= seconds <= RETENTION_SECONDS:
-        raise InvalidSpec(f"window: {seconds} s is outside {STEP} s to {RETENTION_SECONDS} s (24 h)")
-    return seconds, STEP if seconds <= 3600 else 60
+    if isinstance(window, str) and window in SERIES_WINDOWS:
+        seconds = SERIES_WINDOWS[window]
+    else:
+        try:
+            seconds = int(window)
+        except (TypeError, ValueError):
+            raise InvalidSpec(
+                f"window: {window!r} is not one of {', '.join(SERIES_WINDOWS)} (or a number of seconds)"
+            ) from None
+        if not STEP <= seconds <= RETENTION_SECONDS:
+            raise InvalidSpec(f"window: {seconds} s is outside {STEP} s to {RETENTION_SECONDS} s (24 h)")
+    return seconds, STEP if seconds <= 3600 else 60  # 24 h in minutes keeps a chart's payload small
 
 
 class SeriesStore:
@@ -139,8 +141,7 @@ class SeriesStore:
                 " FROM traffic WHERE key=? AND t > ? AND t <= ? GROUP BY s ORDER BY s",
                 (step, step, step, key, since, until),
             ).fetchall()
-        out: dict[str, list] = {c: [] for c in ("t", "requests", "errors", "rps", "error_rate",
-                                                "p50_ms", "p95_ms", "p99_ms")}
+        out: dict[str, list] = {c: [] for c in TRAFFIC_COLUMNS}
         for s, requests, errors, p50, p95, p99 in rows:
             out["t"].append(s)
             out["requests"].append(round(requests))
@@ -162,7 +163,7 @@ class SeriesStore:
             ).fetchall()
         out: dict[str, dict[str, list]] = {}
         for instance, s, cpu, memory in rows:
-            cols = out.setdefault(instance, {"t": [], "cpu_percent": [], "memory_mb": []})
+            cols = out.setdefault(instance, {c: [] for c in USAGE_COLUMNS})
             cols["t"].append(s)
             cols["cpu_percent"].append(round(cpu, 1))
             cols["memory_mb"].append(round(memory / 2**20, 1))
@@ -174,11 +175,10 @@ class SeriesStore:
         seconds, step = window_of(window)
         until = int(now if now is not None else time.time())
         since = until - seconds
-        return {
-            "name": key, "window_seconds": seconds, "step_seconds": step,
-            "points": self.traffic(key, since, until, step),
-            "instances": self.usage(usage_of, since, until, step) if usage_of else {},
-        }
+        return Series(
+            name=key, window_seconds=seconds, step_seconds=step, points=self.traffic(key, since, until, step),
+            instances=self.usage(usage_of, since, until, step) if usage_of else {},
+        ).to_dict()
 
 
 class SeriesSampler:

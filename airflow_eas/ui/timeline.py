@@ -17,8 +17,12 @@ traffic first, then waits to scale the old member down).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from airflow_eas.errors import EasError
+from airflow_eas.platform.base import SERIES_WINDOWS, Platform, Series
 
 SHIFT = re.compile(r"^shift_to_(\d+)$")
 ANALYSIS = re.compile(r"^analysis_(\d+)$")
@@ -129,10 +133,38 @@ def _outcome(tasks: dict[str, TaskRecord]) -> str:
     return "not started" if not any(t.state for t in tasks.values()) else "ended"
 
 
-def clip_series(series: dict[str, Any] | None, start: float, end: float) -> dict[str, list]:
-    """A service's points (``GET .../series``) within the run, with a little margin either side."""
-    if not series:
-        return {"t": [], "error_rate": [], "p99_ms": [], "rps": []}
-    cols = series["points"]
+def add_member_series(timeline: dict[str, Any], platform_of: Callable[[], Platform], *, source: str,
+                      now: float) -> None:
+    """Add the candidate's and the stable member's points within the run (``metrics``), or why there
+    are none (``metrics_note``): a run that deployed nothing, one older than the points kept, or a
+    platform that did not answer (``source`` names it, e.g. the connection)."""
+    timeline.update(metrics={}, metrics_note="")
+    members = {role: timeline[role] for role in ("candidate", "stable") if timeline[role]}
+    window = series_window(now - timeline["start"] + 60)
+    if not members:
+        timeline["metrics_note"] = "this run deployed nothing: no rollout to draw"
+    elif window is None:
+        timeline["metrics_note"] = "the platform keeps 24 h of points: this run is older"
+    else:
+        try:
+            platform = platform_of()
+            for role, name in members.items():
+                timeline["metrics"][role] = clip_series(platform.series(name, window), timeline["start"],
+                                                        timeline["end"])
+        except EasError as exc:
+            timeline["metrics_note"] = f"no metrics from {source}: {exc.message}"
+
+
+def series_window(seconds: float) -> str | None:
+    """The smallest window of the platform's points that covers ``seconds`` (None: more than it keeps)."""
+    for name, limit in SERIES_WINDOWS.items():
+        if seconds <= limit:
+            return name
+    return None
+
+
+def clip_series(series: Series, start: float, end: float) -> dict[str, list]:
+    """A member's points within the run, with a little margin either side."""
+    cols = series.points
     keep = [i for i, t in enumerate(cols["t"]) if start - 30 <= t <= end + 30]
     return {k: [cols[k][i] for i in keep] for k in ("t", "error_rate", "p99_ms", "rps")}

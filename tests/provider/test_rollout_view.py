@@ -26,17 +26,19 @@ def released(eas_conn, airflow_db) -> Iterator[tuple[str, str]]:
     client, group = eas_conn.client, "viewed"
     seed_group(client, group)
     token = client.describe_group(group).token
-    traffic = TrafficDriver(f"{eas_conn.gateway}/api/predict/{group}", token, b'{"instances": [[1, 2]]}', rps=30)
-    traffic.start()
-    time.sleep(1)
-    run = run_plan(rollout_plan("viewed_release", group, bake_seconds=6, analysis={
-        "window_seconds": 4, "min_requests": 15, "max_error_rate": 0.05, "max_p99_ms": 500,
-        "timeout_seconds": 30, "poll_seconds": 1}))
-    time.sleep(1)
-    traffic.stop()
+    traffic = TrafficDriver(f"{eas_conn.gateway}/api/predict/{group}", token, b'{"instances": [[1, 2]]}',
+                            rps=30).start()
+    try:
+        time.sleep(1)
+        run = run_plan(rollout_plan("viewed_release", group, bake_seconds=6, analysis={
+            "window_seconds": 4, "min_requests": 15, "max_error_rate": 0.05, "max_p99_ms": 500,
+            "timeout_seconds": 30, "poll_seconds": 1}))
+        time.sleep(1)
+    finally:
+        traffic.stop()
     assert run.state == "success"
     # the series sampler folds the run's last seconds into a point within 11 s
-    wait_until(lambda: sum(client.series("viewed_green")["points"]["requests"]) > 0, 25, "points of the candidate")
+    wait_until(lambda: sum(client.series("viewed_green").points["requests"]) > 0, 25, "points of the candidate")
     return run.dag_id, run.run_id
 
 

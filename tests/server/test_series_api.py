@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.conftest import echo_spec, wait_running, wait_until
+from tests.conftest import deleting_new_services, echo_spec, wait_running, wait_until
 
 
 def eas(server, *args: str) -> subprocess.CompletedProcess:
@@ -21,36 +21,36 @@ def eas(server, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def busy(eas_session) -> Iterator[str]:
-    """A service with 11 s of traffic, kept for the module's tests (deleted after them)."""
-    client = eas_session.client
-    client._call("POST", "/api/v2/services", json=echo_spec("series_svc"))
-    wait_running(client, "series_svc")
-    deadline = time.time() + 11  # across a 10-second boundary
-    while time.time() < deadline:
-        assert client.invoke("series_svc", b"{}")[0] == 200
-        time.sleep(0.05)
-    ended = time.time()
+    """A service with 11 s of traffic, all of it in the points; deleted after the module's tests."""
+    with deleting_new_services(eas_session) as server:
+        client = server.client
+        client._call("POST", "/api/v2/services", json=echo_spec("series_svc"))
+        wait_running(client, "series_svc")
+        deadline = time.time() + 11  # across a 10-second boundary
+        while time.time() < deadline:
+            assert client.invoke("series_svc", b"{}")[0] == 200
+            time.sleep(0.05)
+        ended = time.time()
 
-    def covered() -> bool:  # the sampler has taken the period of the last request
-        return max(client.series("series_svc")["points"]["t"], default=0) >= ended
+        def covered() -> bool:  # the sampler has taken the period of the last request
+            return max(client.series("series_svc").points["t"], default=0) >= ended
 
-    wait_until(covered, 30, "the points of all the traffic")
-    yield "series_svc"
-    client.delete("series_svc")
+        wait_until(covered, 30, "the points of all the traffic")
+        yield "series_svc"
 
 
 def test_points_and_instance_usage_over_the_api(eas_server, busy: str) -> None:
     body = eas_server.client.series(busy, "15m")
-    assert body["step_seconds"] == 10
-    assert body["window_seconds"] == 900
-    points = body["points"]
+    assert body.step_seconds == 10
+    assert body.window_seconds == 900
+    points = body.points
     assert all(t % 10 == 0 for t in points["t"])
     sent = eas_server.client.metrics(busy, 600).requests
     assert sum(points["requests"]) == sent > 20
     assert set(points["errors"]) == {0}
     assert any(p is not None for p in points["p99_ms"])
     (instance,) = eas_server.client.describe(busy).instance_list
-    usage = body["instances"][instance.id]
+    usage = body.instances[instance.id]
     assert usage["t"]
     assert max(usage["memory_mb"]) > 5
 

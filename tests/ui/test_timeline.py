@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from airflow_eas.ui.timeline import TaskRecord, build_timeline, clip_series
+from airflow_eas.errors import PlatformUnavailable
+from airflow_eas.platform.base import Series
+from airflow_eas.ui.timeline import TaskRecord, add_member_series, build_timeline, series_window
+from tests.fakes import FakePlatform
 
 T0 = 1_800_000_000.0
 LIMITS = {"window_seconds": 60, "min_requests": 100, "max_error_rate": 0.01, "max_p99_ms": 300,
@@ -88,8 +91,60 @@ def test_a_run_still_going_ends_now_and_a_first_release_has_no_stable() -> None:
     assert t["weights"] == {"t": [T0, T0 + 30], "candidate": [0, 0], "stable": [None, None]}
 
 
-def test_series_are_clipped_to_the_run() -> None:
-    series = {"points": {"t": [T0 - 100, T0 - 20, T0 + 10, T0 + 200], "error_rate": [0.1, 0.0, 0.01, None],
-                         "p99_ms": [1, 2, 3, 4], "rps": [1, 2, 3, 4]}}
-    assert clip_series(series, T0, T0 + 100)["t"] == [T0 - 20, T0 + 10]
-    assert clip_series(None, T0, T0 + 1)["t"] == []
+def fake_with_members() -> FakePlatform:
+    fake = FakePlatform()
+    fake.add_member("fraud_blue", "fraud", weight=0)
+    fake.add_member("fraud_green", "fraud", weight=100)
+    return fake
+
+
+def points(t: list[float]) -> dict[str, list]:
+    n = len(t)
+    return {"t": t, "requests": [10] * n, "errors": [0] * n, "rps": [1.0] * n, "error_rate": [0.0] * n,
+            "p50_ms": [5.0] * n, "p95_ms": [8.0] * n, "p99_ms": [float(i) for i in range(n)]}
+
+
+def test_the_members_points_within_the_run_come_from_the_platform() -> None:
+    fake = fake_with_members()
+    fake.series_values["fraud_green"] = Series("fraud_green", 900, 10, points([T0 - 100, T0 - 20, T0 + 10, T0 + 600]))
+    t = build_timeline(*canary("promote"), now=T0 + 500, run_state="success")
+    add_member_series(t, lambda: fake, source="eas_default", now=T0 + 500)
+    assert t["metrics_note"] == ""
+    # 30 s of margin either side of the run (T0 .. T0 + 460); only the columns the charts draw
+    assert t["metrics"]["candidate"] == {"t": [T0 - 20, T0 + 10], "error_rate": [0.0, 0.0], "p99_ms": [1.0, 2.0],
+                                         "rps": [1.0, 1.0]}
+    assert t["metrics"]["stable"] == {"t": [], "error_rate": [], "p99_ms": [], "rps": []}
+
+
+def test_the_smallest_window_that_covers_the_run() -> None:
+    assert [series_window(s) for s in (60, 900, 901, 3600, 3601, 86400)] == ["15m", "15m", "1h", "1h", "24h", "24h"]
+    assert series_window(86401) is None
+
+
+def test_no_points_and_why() -> None:
+    def unused() -> FakePlatform:
+        raise AssertionError("the platform is not asked")
+
+    old = build_timeline(*canary("promote"), now=T0 + 90000, run_state="success")
+    add_member_series(old, unused, source="eas_default", now=T0 + 90000)
+    assert (old["metrics"], old["metrics_note"]) == ({}, "the platform keeps 24 h of points: this run is older")
+
+    nothing = build_timeline([TaskRecord("acquire_lease", "failed", T0, T0 + 1)], {}, now=T0 + 5, run_state="failed")
+    add_member_series(nothing, unused, source="eas_default", now=T0 + 5)
+    assert nothing["metrics_note"] == "this run deployed nothing: no rollout to draw"
+
+    def unreachable() -> FakePlatform:
+        raise PlatformUnavailable("cannot reach eas server at http://127.0.0.1:1: connection refused")
+
+    t = build_timeline(*canary("promote"), now=T0 + 500, run_state="success")
+    add_member_series(t, unreachable, source="eas_prod", now=T0 + 500)
+    assert t["metrics"] == {}
+    assert t["metrics_note"] == "no metrics from eas_prod: cannot reach eas server at http://127.0.0.1:1: " \
+                                "connection refused"
+
+    fake = fake_with_members()
+    fake.services.pop("fraud_blue")  # deleted since the run: the candidate is still drawn
+    t = build_timeline(*canary("promote"), now=T0 + 500, run_state="success")
+    add_member_series(t, lambda: fake, source="eas_default", now=T0 + 500)
+    assert list(t["metrics"]) == ["candidate"]
+    assert t["metrics_note"] == "no metrics from eas_default: service fraud_blue not found"

@@ -62,13 +62,13 @@ def errors_by_input(exc: EasError) -> dict[str, list[str]]:
 
 def spec_from_form(form: dict[str, str]) -> dict[str, Any]:
     """A spec dict from the deploy form: by processor (processor + model path) or by image."""
-    metadata: dict[str, Any] = {"instance": _int_or_text(form.get("instances", "1"))}
+    metadata: dict[str, Any] = {"instance": int_or_text(form.get("instances", "1"))}
     if form.get("group", "").strip():
         metadata["group"] = form["group"].strip()
     spec: dict[str, Any] = {"name": form.get("name", "").strip(), "metadata": metadata}
     if form.get("kind", "processor") == "image":
         container: dict[str, Any] = {"image": form.get("image", "").strip(),
-                                     "port": _int_or_text(form.get("port", "").strip())}
+                                     "port": int_or_text(form.get("port", "").strip())}
         if form.get("command", "").strip():
             container["command"] = form["command"].strip()
         env = []
@@ -85,7 +85,7 @@ def spec_from_form(form: dict[str, str]) -> dict[str, Any]:
     return spec
 
 
-def _int_or_text(value: str) -> int | str:
+def int_or_text(value: str) -> int | str:
     """A number where it is one; the text otherwise, for the validator to name at its field."""
     try:
         return int(value)

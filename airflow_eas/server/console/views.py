@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -68,32 +69,51 @@ def _ago(t: float | None) -> str:
 
 
 def console_router(cp: ControlPlane) -> APIRouter:
-    sessions = Sessions(cp.config.data_dir, cp.admin_token)
-    env = _templates()
+    console = Console(cp)
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    for routes in (_auth_routes, _service_routes, _service_data_routes, _service_action_routes, _group_routes,
+                   _deploy_routes):
+        router.include_router(routes(console))
+    return router
 
-    def render(name: str, request: Request, session: Session | None, status: int = 200, **ctx: Any) -> HTMLResponse:
-        html = env.get_template(name).render(csrf=session.csrf if session else "", path=request.url.path,
-                                             prefix=PREFIX, now=time.time(), **ctx)
+
+class Console:
+    """What every console route shares: the control plane, the sessions, the templates,
+    the dependencies that decide who may (page, fragment, action) and the views the pages
+    and their live fragments both render."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.sessions = Sessions(cp.config.data_dir, cp.admin_token)
+        self.templates = _templates()
+
+    def render(self, name: str, request: Request, session: Session | None, status: int = 200,
+               **ctx: Any) -> HTMLResponse:
+        html = self.templates.get_template(name).render(csrf=session.csrf if session else "", path=request.url.path,
+                                                        prefix=PREFIX, now=time.time(), **ctx)
         return HTMLResponse(html, status_code=status, headers=HEADERS)
 
-    # -- who may ---------------------------------------------------------------------------
+    @staticmethod
+    def back(url: str, note: str | None = None) -> RedirectResponse:
+        return RedirectResponse(f"{url}?note={quote(note)}" if note else url, status_code=303, headers=HEADERS)
 
-    def page(request: Request) -> Session:
-        session = sessions.of(request)
+    # -- who may (FastAPI dependencies) -----------------------------------------------------
+
+    def page(self, request: Request) -> Session:
+        session = self.sessions.of(request)
         if session is None:
             raise HTTPException(303, "sign in first", headers={"Location": f"{PREFIX}/login?next="
                                                                              f"{quote(request.url.path)}"})
         return session
 
-    def fragment(request: Request) -> Session:
-        session = sessions.of(request)
+    def fragment(self, request: Request) -> Session:
+        session = self.sessions.of(request)
         if session is None:
             raise HTTPException(401, "sign in first", headers=HEADERS)
         return session
 
-    async def action(request: Request) -> Session:
-        session = sessions.of(request)
+    async def action(self, request: Request) -> Session:
+        session = self.sessions.of(request)
         if session is None:
             raise HTTPException(403, "sign in first: console actions need a session", headers=HEADERS)
         given = request.headers.get(CSRF_HEADER)
@@ -102,140 +122,36 @@ def console_router(cp: ControlPlane) -> APIRouter:
         ):
             value = (await request.form()).get(CSRF_FIELD)
             given = value if isinstance(value, str) else None
-        if not sessions.csrf_ok(session, given):
+        if not self.sessions.csrf_ok(session, given):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again", headers=HEADERS)
         return session
 
-    async def form_of(request: Request) -> dict[str, Any]:
-        return dict(await request.form())
+    # -- views -----------------------------------------------------------------------------
 
-    def back(url: str, note: str | None = None) -> RedirectResponse:
-        return RedirectResponse(f"{url}?note={quote(note)}" if note else url, status_code=303, headers=HEADERS)
-
-    # -- sign in ---------------------------------------------------------------------------
-
-    @router.get("/login")
-    def login_form(request: Request, next: str = f"{PREFIX}/") -> Response:
-        return render("login.html", request, None, next=_safe_next(next), error=None)
-
-    @router.post("/login")
-    async def login(request: Request) -> Response:
-        form = await form_of(request)
-        target = _safe_next(str(form.get("next", "")))
-        if not sessions.token_ok(str(form.get("token", ""))):
-            return render("login.html", request, None, status=401, next=target,
-                          error="Wrong admin token. It is in DATA_DIR/admin_token on the server.")
-        response = RedirectResponse(target, status_code=303, headers=HEADERS)
-        sessions.open(response, secure=request.url.scheme == "https")
-        return response
-
-    @router.post("/logout")
-    def logout(request: Request, _: Session = Depends(action)) -> Response:
-        response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=HEADERS)
-        sessions.close(request, response)
-        return response
-
-    # -- services --------------------------------------------------------------------------
-
-    def service_rows() -> list[dict]:
+    def service_rows(self) -> list[dict]:
         rows = []
-        for info in cp.list():
-            w = cp.metrics.window(info["name"], 60)
-            rows.append({**info, "rps": w.rps, "error_rate": w.errors / w.requests if w.requests else None,
-                         "p99_ms": w.p99_ms})
+        for info in self.cp.list():
+            w = self.cp.metrics.window(info["name"], 60)
+            rows.append({**info, "rps": w.rps, "error_rate": _error_rate(w.errors, w.requests), "p99_ms": w.p99_ms})
         return rows
 
-    @router.get("/")
-    def services(request: Request, note: str | None = None, session: Session = Depends(page)) -> Response:
-        return render("services.html", request, session, rows=service_rows(), note=note)
+    def service_view(self, name: str) -> dict[str, Any]:
+        info = self.cp.describe(name)
+        w = self.cp.metrics.window(name, 60)
+        return {"info": info, "window": w, "error_rate": _error_rate(w.errors, w.requests)}
 
-    @router.get("/fragments/services")
-    def services_fragment(request: Request, session: Session = Depends(fragment)) -> Response:
-        return render("_services_rows.html", request, session, rows=service_rows())
-
-    def service_view(name: str) -> dict[str, Any]:
-        info = cp.describe(name)
-        w = cp.metrics.window(name, 60)
-        return {"info": info, "window": w, "error_rate": w.errors / w.requests if w.requests else None}
-
-    def service_page(request: Request, session: Session, name: str, status: int = 200, **extra: Any) -> Response:
+    def service_page(self, request: Request, session: Session, name: str, status: int = 200,
+                     **extra: Any) -> Response:
         try:
-            view = service_view(name)
+            view = self.service_view(name)
         except EasError as exc:
-            return render("error.html", request, session, status=exc.status, message=exc.message)
+            return self.render("error.html", request, session, status=exc.status, message=exc.message)
         extra.setdefault("spec_text", json.dumps(view["info"]["spec"], indent=2))
-        return render("service.html", request, session, status=status, gateway=cp.gateway_url, **view, **extra)
+        return self.render("service.html", request, session, status=status, gateway=self.cp.gateway_url,
+                           **view, **extra)
 
-    @router.get("/services/{name}")
-    def service(name: str, request: Request, note: str | None = None, session: Session = Depends(page)) -> Response:
-        return service_page(request, session, name, note=note)
-
-    @router.get("/services/{name}/live")
-    def service_fragment(name: str, request: Request, session: Session = Depends(fragment)) -> Response:
-        return render("_service_live.html", request, session, **service_view(name))
-
-    @router.get("/services/{name}/token")
-    def service_token(name: str, _: Session = Depends(fragment)) -> Response:
-        return JSONResponse({"token": cp.store.service(name).token}, headers=HEADERS)
-
-    @router.get("/services/{name}/app")
-    def web_app(name: str, _: Session = Depends(page)) -> Response:
-        """The web app's link carries its token: handed out on a click, never written into a page."""
-        link = cp.describe(name)["link"]
-        if not link:
-            raise HTTPException(404, f"{name} is not a web app (an image deployment)", headers=HEADERS)
-        return RedirectResponse(link, status_code=303, headers=HEADERS)
-
-    @router.get("/services/{name}/logs")
-    def service_logs(name: str, instance: str, lines: int = 200, _: Session = Depends(fragment)) -> Response:
-        return PlainTextResponse(cp.logs(name, max(1, min(lines, 2000)), instance), headers=HEADERS)
-
-    @router.get("/services/{name}/series")
-    def service_series(name: str, window: str = "15m", _: Session = Depends(fragment)) -> Response:
-        cp.store.service(name)
-        return JSONResponse(cp.series_of(name, window), headers=HEADERS)
-
-    def service_action(name: str, request: Request, session: Session, call: Any, note: str) -> Response:
-        try:
-            call()
-        except EasError as exc:
-            return service_page(request, session, name, status=exc.status, action_error=exc.message)
-        return back(f"{PREFIX}/services/{name}", note)
-
-    @router.post("/services/{name}/scale")
-    async def scale(name: str, request: Request, session: Session = Depends(action)) -> Response:
-        wanted = forms._int_or_text(str((await form_of(request)).get("instances", "")).strip())
-        return service_action(name, request, session, lambda: cp.scale(name, wanted), f"scaled to {wanted}")
-
-    @router.post("/services/{name}/start")
-    def start(name: str, request: Request, session: Session = Depends(action)) -> Response:
-        return service_action(name, request, session, lambda: cp.start_service(name), "starting")
-
-    @router.post("/services/{name}/stop")
-    def stop(name: str, request: Request, session: Session = Depends(action)) -> Response:
-        return service_action(name, request, session, lambda: cp.stop_service(name), "stopping")
-
-    @router.post("/services/{name}/delete")
-    def delete(name: str, request: Request, session: Session = Depends(action)) -> Response:
-        try:
-            cp.delete(name)
-        except EasError as exc:
-            return service_page(request, session, name, status=exc.status, action_error=exc.message)
-        return back(f"{PREFIX}/", f"{name} is being deleted")
-
-    @router.post("/services/{name}/spec")
-    async def modify(name: str, request: Request, session: Session = Depends(action)) -> Response:
-        text = str((await form_of(request)).get("spec", ""))
-        try:
-            cp.modify(name, text)
-        except EasError as exc:
-            return service_page(request, session, name, status=exc.status, spec_text=text,
-                                spec_errors=forms.field_errors(exc))
-        return back(f"{PREFIX}/services/{name}", "rolling update started")
-
-    # -- groups ----------------------------------------------------------------------------
-
-    def group_view(name: str) -> dict[str, Any]:
+    def group_view(self, name: str) -> dict[str, Any]:
+        cp = self.cp
         info = cp.group(name)
         members = []
         for m in info["members"]:
@@ -245,85 +161,231 @@ def console_router(cp: ControlPlane) -> APIRouter:
             members.append({**m, "status": described["status"], "running": described["running_instances"],
                             "instances": described["instances"], "version": described["version"],
                             "updated": svc.updated, "requests": w.requests, "rps": w.rps, "p99_ms": w.p99_ms,
-                            "error_rate": w.errors / w.requests if w.requests else None})
+                            "error_rate": _error_rate(w.errors, w.requests)})
         total = sum(m["requests"] for m in members)
         for m in members:
             m["share"] = m["requests"] / total if total else None
         lease = cp.store.lease_holder(name)
         return {"group": info, "members": members, "lease": lease, "rollout": rollout_of(members, lease)}
 
-    @router.get("/groups")
-    def groups(request: Request, session: Session = Depends(page)) -> Response:
-        views = [group_view(g["name"]) for g in cp.groups()]
-        return render("groups.html", request, session, groups=views)
-
-    def group_page(request: Request, session: Session, name: str, status: int = 200, **extra: Any) -> Response:
+    def group_page(self, request: Request, session: Session, name: str, status: int = 200, **extra: Any) -> Response:
         try:
-            view = group_view(name)
+            view = self.group_view(name)
         except EasError as exc:
-            return render("error.html", request, session, status=exc.status, message=exc.message)
-        return render("group.html", request, session, status=status, **view, **extra)
+            return self.render("error.html", request, session, status=exc.status, message=exc.message)
+        return self.render("group.html", request, session, status=status, **view, **extra)
 
-    @router.get("/groups/{name}")
-    def group(name: str, request: Request, note: str | None = None, session: Session = Depends(page)) -> Response:
-        return group_page(request, session, name, note=note)
-
-    @router.get("/groups/{name}/live")
-    def group_fragment(name: str, request: Request, session: Session = Depends(fragment)) -> Response:
-        return render("_group_live.html", request, session, **group_view(name))
-
-    @router.get("/groups/{name}/series")
-    def group_series(name: str, window: str = "15m", _: Session = Depends(fragment)) -> Response:
-        members = {m["service"]: cp.series_of(m["service"], window) for m in cp.group(name)["members"]}
-        return JSONResponse({"group": cp.series_of(name, window), "members": members}, headers=HEADERS)
-
-    @router.post("/groups/{name}/traffic")
-    async def traffic(name: str, request: Request, session: Session = Depends(action)) -> Response:
-        form = await form_of(request)
-        weights = {k.removeprefix("weight."): forms._int_or_text(str(v).strip())
-                   for k, v in form.items() if k.startswith("weight.")}
-        try:
-            cp.set_traffic(name, weights)
-        except EasError as exc:
-            return group_page(request, session, name, status=exc.status, error=exc.message)
-        return back(f"{PREFIX}/groups/{name}", "weights set: " + ", ".join(f"{k}={v}" for k, v in weights.items()))
-
-    # -- deploy ----------------------------------------------------------------------------
-
-    def deploy_page(request: Request, session: Session, status: int = 200, **ctx: Any) -> Response:
+    def deploy_page(self, request: Request, session: Session, status: int = 200, **ctx: Any) -> Response:
         ctx.setdefault("form", {"kind": "processor", "instances": "1", "processor": "sklearn"})
         ctx.setdefault("errors", {})
         ctx.setdefault("json_text", "")
         ctx.setdefault("json_errors", [])
-        return render("deploy.html", request, session, status=status, processors=BUILTIN_PROCESSORS, **ctx)
+        return self.render("deploy.html", request, session, status=status, processors=BUILTIN_PROCESSORS, **ctx)
+
+
+async def _form_of(request: Request) -> dict[str, Any]:
+    return dict(await request.form())
+
+
+def _error_rate(errors: int, requests: int) -> float | None:
+    return errors / requests if requests else None
+
+
+def _auth_routes(c: Console) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/login")
+    def login_form(request: Request, next: str = f"{PREFIX}/") -> Response:
+        return c.render("login.html", request, None, next=_safe_next(next), error=None)
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        form = await _form_of(request)
+        target = _safe_next(str(form.get("next", "")))
+        if not c.sessions.token_ok(str(form.get("token", ""))):
+            return c.render("login.html", request, None, status=401, next=target,
+                            error="Wrong admin token. It is in DATA_DIR/admin_token on the server.")
+        response = RedirectResponse(target, status_code=303, headers=HEADERS)
+        c.sessions.open(response, secure=request.url.scheme == "https")
+        return response
+
+    @router.post("/logout")
+    def logout(request: Request, _: Session = Depends(c.action)) -> Response:
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=HEADERS)
+        c.sessions.close(request, response)
+        return response
+
+    return router
+
+
+def _service_routes(c: Console) -> APIRouter:
+    """The services list and one service's page and live part."""
+    cp = c.cp
+    router = APIRouter()
+
+    @router.get("/")
+    def services(request: Request, note: str | None = None, session: Session = Depends(c.page)) -> Response:
+        return c.render("services.html", request, session, rows=c.service_rows(), note=note)
+
+    @router.get("/fragments/services")
+    def services_fragment(request: Request, session: Session = Depends(c.fragment)) -> Response:
+        return c.render("_services_rows.html", request, session, rows=c.service_rows())
+
+    @router.get("/services/{name}")
+    def service(name: str, request: Request, note: str | None = None, session: Session = Depends(c.page)) -> Response:
+        return c.service_page(request, session, name, note=note)
+
+    @router.get("/services/{name}/live")
+    def service_fragment(name: str, request: Request, session: Session = Depends(c.fragment)) -> Response:
+        return c.render("_service_live.html", request, session, **c.service_view(name))
+
+    @router.get("/services/{name}/app")
+    def web_app(name: str, _: Session = Depends(c.page)) -> Response:
+        """The web app's link carries its token: handed out on a click, never written into a page."""
+        link = cp.describe(name)["link"]
+        if not link:
+            raise HTTPException(404, f"{name} is not a web app (an image deployment)", headers=HEADERS)
+        return RedirectResponse(link, status_code=303, headers=HEADERS)
+
+    return router
+
+
+def _service_data_routes(c: Console) -> APIRouter:
+    """What a service page's script fetches: the token (on a click), log lines, chart points."""
+    cp = c.cp
+    router = APIRouter()
+
+    @router.get("/services/{name}/token")
+    def service_token(name: str, _: Session = Depends(c.fragment)) -> Response:
+        return JSONResponse({"token": cp.store.service(name).token}, headers=HEADERS)
+
+    @router.get("/services/{name}/logs")
+    def service_logs(name: str, instance: str, lines: int = 200, _: Session = Depends(c.fragment)) -> Response:
+        return PlainTextResponse(cp.logs(name, max(1, min(lines, 2000)), instance), headers=HEADERS)
+
+    @router.get("/services/{name}/series")
+    def service_series(name: str, window: str = "15m", _: Session = Depends(c.fragment)) -> Response:
+        cp.store.service(name)
+        return JSONResponse(cp.series_of(name, window), headers=HEADERS)
+
+    return router
+
+
+def _service_action_routes(c: Console) -> APIRouter:
+    """What the service page's buttons and spec editor do; a refused action shows the page with its error."""
+    cp = c.cp
+    router = APIRouter()
+
+    def service_action(name: str, request: Request, session: Session, call: Callable[[], Any], note: str,
+                       done: str | None = None) -> Response:
+        try:
+            call()
+        except EasError as exc:
+            return c.service_page(request, session, name, status=exc.status, action_error=exc.message)
+        return c.back(done or f"{PREFIX}/services/{name}", note)
+
+    @router.post("/services/{name}/scale")
+    async def scale(name: str, request: Request, session: Session = Depends(c.action)) -> Response:
+        wanted = forms.int_or_text(str((await _form_of(request)).get("instances", "")).strip())
+        return service_action(name, request, session, lambda: cp.scale(name, wanted), f"scaled to {wanted}")
+
+    @router.post("/services/{name}/start")
+    def start(name: str, request: Request, session: Session = Depends(c.action)) -> Response:
+        return service_action(name, request, session, lambda: cp.start_service(name), "starting")
+
+    @router.post("/services/{name}/stop")
+    def stop(name: str, request: Request, session: Session = Depends(c.action)) -> Response:
+        return service_action(name, request, session, lambda: cp.stop_service(name), "stopping")
+
+    @router.post("/services/{name}/delete")
+    def delete(name: str, request: Request, session: Session = Depends(c.action)) -> Response:
+        return service_action(name, request, session, lambda: cp.delete(name), f"{name} is being deleted",
+                              done=f"{PREFIX}/")
+
+    @router.post("/services/{name}/spec")
+    async def modify(name: str, request: Request, session: Session = Depends(c.action)) -> Response:
+        text = str((await _form_of(request)).get("spec", ""))
+        try:
+            cp.modify(name, text)
+        except EasError as exc:
+            return c.service_page(request, session, name, status=exc.status, spec_text=text,
+                                  spec_errors=forms.field_errors(exc))
+        return c.back(f"{PREFIX}/services/{name}", "rolling update started")
+
+    return router
+
+
+def _group_routes(c: Console) -> APIRouter:
+    cp = c.cp
+    router = APIRouter()
+
+    @router.get("/groups")
+    def groups(request: Request, session: Session = Depends(c.page)) -> Response:
+        views = [c.group_view(g["name"]) for g in cp.groups()]
+        return c.render("groups.html", request, session, groups=views)
+
+    @router.get("/groups/{name}")
+    def group(name: str, request: Request, note: str | None = None, session: Session = Depends(c.page)) -> Response:
+        return c.group_page(request, session, name, note=note)
+
+    @router.get("/groups/{name}/live")
+    def group_fragment(name: str, request: Request, session: Session = Depends(c.fragment)) -> Response:
+        return c.render("_group_live.html", request, session, **c.group_view(name))
+
+    @router.get("/groups/{name}/series")
+    def group_series(name: str, window: str = "15m", _: Session = Depends(c.fragment)) -> Response:
+        members = {m["service"]: cp.series_of(m["service"], window) for m in cp.group(name)["members"]}
+        return JSONResponse({"group": cp.series_of(name, window), "members": members}, headers=HEADERS)
+
+    @router.post("/groups/{name}/traffic")
+    async def traffic(name: str, request: Request, session: Session = Depends(c.action)) -> Response:
+        form = await _form_of(request)
+        weights = {k.removeprefix("weight."): forms.int_or_text(str(v).strip())
+                   for k, v in form.items() if k.startswith("weight.")}
+        try:
+            cp.set_traffic(name, weights)
+        except EasError as exc:
+            return c.group_page(request, session, name, status=exc.status, error=exc.message)
+        return c.back(f"{PREFIX}/groups/{name}", "weights set: " + ", ".join(f"{k}={v}" for k, v in weights.items()))
+
+    return router
+
+
+def _deploy_routes(c: Console) -> APIRouter:
+    router = APIRouter()
 
     @router.get("/deploy")
-    def deploy_form(request: Request, session: Session = Depends(page)) -> Response:
-        return deploy_page(request, session)
+    def deploy_form(request: Request, session: Session = Depends(c.page)) -> Response:
+        return c.deploy_page(request, session)
 
     @router.post("/deploy")
-    async def deploy(request: Request, session: Session = Depends(action)) -> Response:
-        form = await form_of(request)
+    async def deploy(request: Request, session: Session = Depends(c.action)) -> Response:
+        form = await _form_of(request)
         if form.get("mode") == "json":
-            upload = form.get("file")
-            text = str(form.get("spec", ""))
-            if upload is not None and not isinstance(upload, str) and upload.filename:
-                text = (await upload.read()).decode(errors="replace")
+            text = await _spec_text(form)
             try:
-                info = cp.create(text)
+                info = c.cp.create(text)
             except EasError as exc:
-                return deploy_page(request, session, status=exc.status, json_text=text, mode="json",
-                                   json_errors=forms.field_errors(exc))
+                return c.deploy_page(request, session, status=exc.status, json_text=text, mode="json",
+                                     json_errors=forms.field_errors(exc))
         else:
             fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
             try:
-                info = cp.create(forms.spec_from_form(fields))
+                info = c.cp.create(forms.spec_from_form(fields))
             except EasError as exc:
-                return deploy_page(request, session, status=exc.status, form=fields,
-                                   errors=forms.errors_by_input(exc))
-        return back(f"{PREFIX}/services/{info['name']}", "deployed")
+                return c.deploy_page(request, session, status=exc.status, form=fields,
+                                     errors=forms.errors_by_input(exc))
+        return c.back(f"{PREFIX}/services/{info['name']}", "deployed")
 
     return router
+
+
+async def _spec_text(form: dict[str, Any]) -> str:
+    """The JSON spec of the deploy form: an uploaded file wins over the text area."""
+    upload = form.get("file")
+    if upload is not None and not isinstance(upload, str) and upload.filename:
+        return (await upload.read()).decode(errors="replace")
+    return str(form.get("spec", ""))
 
 
 def rollout_of(members: list[dict], lease: tuple[str, float] | None) -> dict[str, Any] | None:

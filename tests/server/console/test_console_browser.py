@@ -140,7 +140,7 @@ def test_after_traffic_the_chart_shows_points(page, eas_server) -> None:
         status, _ = client.invoke("con_chart", b"{}")
         assert status == 200
         time.sleep(0.05)
-    wait_until(lambda: sum(client.series("con_chart")["points"]["requests"]) > 0, 30, "a point with requests")
+    wait_until(lambda: sum(client.series("con_chart").points["requests"]) > 0, 30, "a point with requests")
     page.goto(f"{eas_server.endpoint}/console/services/con_chart")
     chart = page.locator(".chart[data-title='Requests/s']")
     chart.wait_for()
