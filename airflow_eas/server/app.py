@@ -46,6 +46,7 @@ class ServerConfig:
     # docker runtime: the image of processor deployments; pull images missing from the engine
     model_server_image: str = field(
         default_factory=lambda: os.environ.get("EAS_MODEL_SERVER_IMAGE", "airflow-eas/model-server:latest"))
+    max_body_mb: float = 32.0  # the gateway answers 413 to a larger request body
     pull_images: bool = field(default_factory=lambda: os.environ.get("EAS_DOCKER_PULL", "1") not in ("0", "false"))
     # object store of oss:// mounts and locations (env EAS_OSS_ENDPOINT, EAS_OSS_ACCESS_KEY_ID, ...)
     oss: OssConfig = field(default_factory=OssConfig.from_env)
@@ -61,12 +62,16 @@ class ControlPlane:
         self.admin_token = _admin_token(data_dir / "admin_token")
         self.store = Store(data_dir / "state.db")
         remembered = self.store.setting("metrics_port")
-        self.metrics = MetricsCollector(int(remembered) if remembered else 0)
+        # a new secret at each start: the log lines of a gateway adopted from a previous run are dropped
+        # until it is reloaded with this one (adopting compares configs, so that happens at once)
+        log_secret = secrets.token_hex(8)
+        self.metrics = MetricsCollector(int(remembered) if remembered else 0, secret=log_secret)
         self.store.set_setting("metrics_port", str(self.metrics.port))
         timings = timings or Timings()
         self.gateway = Gateway(
             data_dir, host=config.host, port=config.gateway_port, log_port=self.metrics.port,
-            timings=GatewayTimings(wait=timings.gateway_wait),
+            timings=GatewayTimings(wait=timings.gateway_wait), max_body=round(config.max_body_mb * 1024 * 1024),
+            log_secret=log_secret,
         )
         storage_for(data_dir, config.oss)
         self.runtime = _runtime(config)
@@ -178,7 +183,8 @@ class ControlPlane:
         if not self.store.has_service(name):
             raise NotFound(f"service {name!r} not found")
         w = self.metrics.window(name, window)
-        return Metrics(name, w.seconds, w.requests, w.errors, w.p50_ms, w.p95_ms, w.p99_ms, w.rps).to_dict()
+        return Metrics(name, w.seconds, w.requests, w.errors, w.p50_ms, w.p95_ms, w.p99_ms, w.rps,
+                       w.statuses).to_dict()
 
     def logs(self, name: str, lines: int) -> str:
         self.store.service(name)

@@ -15,7 +15,34 @@ from airflow_eas.server.gateway.state import DRAIN, MAINT, Backend, GatewayState
 
 NOT_FOUND_BODY = '{"code":"NotFound","message":"no such service or group"}'
 UNAUTHORIZED_BODY = '{"code":"Unauthorized","message":"missing or wrong token in the Authorization header"}'
-NO_SERVER_BODY = '{"code":"Unavailable","message":"no instance is serving"}'
+NO_SERVER_BODY = (
+    '{"code":"Unavailable","message":"no instance could take the request: none is serving, or every one is '
+    'busy and the request waited in the queue too long; retry later"}'
+)
+STALE_DATE_BODY = (
+    '{"code":"Unauthorized","message":"EAS signature: the Date header is missing or too far from the '
+    'gateway clock"}'
+)
+
+MB = 1024 * 1024
+DEFAULT_MAX_BODY = 32 * MB
+# HAProxy holds a request body of up to one buffer: signatures over bodies that fit are checked against
+# the body itself, larger ones against the Content-MD5 header they sign (which the model server checks).
+# Larger buffers cost an allocation per request far more than they save (measured: 16 MB buffers, a
+# third of the throughput).
+BUFFER_SIZE = 1 * MB
+SIGNATURE_SKEW_SECONDS = 900  # EAS's window for the Date of a signed request
+SERVER_MAXCONN = 64  # requests in flight per instance; the rest wait in HAProxy's queue
+SERVER_MAXQUEUE = 512  # requests waiting per instance; beyond that (or past QUEUE_TIMEOUT) a clean 503
+QUEUE_TIMEOUT = "10s"
+# Lua, because HAProxy 2.6 has no converter that parses an HTTP date: seconds between a Date header
+# and the gateway clock (a huge number for an unparseable date)
+DATE_SKEW_LUA = """core.register_converters("eas_date_skew", function(date)
+  local t = core.http_date(date)
+  if t == nil then return 2147483647 end
+  return math.abs(os.time() - t)
+end)
+"""
 
 
 @dataclass(frozen=True)
@@ -27,6 +54,10 @@ class GatewayConfig:
     port: int
     log_port: int
     request_log: bool = True  # per-request logs feed the metrics; off only to measure what they cost
+    max_body: int = DEFAULT_MAX_BODY  # bytes; a larger declared body is answered 413
+    # begins every request log line: the metrics receiver drops lines without it (any local process can
+    # send to a UDP port; only the gateway reads this 0600 config)
+    log_secret: str = ""
 
     @property
     def cfg(self) -> Path:
@@ -41,7 +72,7 @@ class GatewayConfig:
         return self.dir / "sample.map"
 
     def render(self, state: GatewayState) -> str:
-        sections = [self._global(), _defaults(), self._frontend(), _not_found()]
+        sections = [self._global(), self._defaults(), self._frontend(), _not_found()]
         sections += [_backend(b) for b in sorted(state.backends.values(), key=lambda b: b.name)]
         return "\n".join(line for section in sections for line in section)
 
@@ -53,6 +84,7 @@ class GatewayConfig:
         atomic_write(self.dir / "keys.map", keys, 0o600)
         self.write_sampling(sampling)
         atomic_write(self.dir / "backends.map", "".join(f"{name} {backend}\n" for name, (backend, _) in routes))
+        atomic_write(self.dir / "eas.lua", DATE_SKEW_LUA)
         atomic_write(self.cfg, self.render(state), 0o600)
 
     def write_sampling(self, sampling: dict[str, int]) -> None:
@@ -65,70 +97,99 @@ class GatewayConfig:
             f"    stats socket {self.admin_sock} mode 600 level admin expose-fd listeners",
             "    maxconn 8000",
             "    hard-stop-after 30s",
+            f"    tune.bufsize {BUFFER_SIZE}",
+            f"    lua-load {self.dir}/eas.lua",
             f"    log 127.0.0.1:{self.log_port} len 512 format raw local0 info" if self.request_log else "",
             "",
         ]
 
     def _frontend(self) -> list[str]:
-        d = self.dir
         return [
             "frontend gateway",
             f"    bind {self.host}:{self.port}",
-            "    http-request set-var(txn.eas_name) path,field(4,/) if { path_beg /api/predict/ }",
-            f"    http-request set-var(txn.eas_token) var(txn.eas_name),map_str({d}/tokens.map)",
-            # busy routes log a sample (the per-mille travels in the line, so the metrics weigh it back)
-            f"    http-request set-var(txn.eas_keep) var(txn.eas_name),map_str_int({d}/sample.map,1000)",
-            "    http-request set-var(txn.eas_roll) rand(1000)",
-            "    http-request set-log-level silent if { var(txn.eas_roll),sub(txn.eas_keep) ge 0 }",
-            "    acl known_name var(txn.eas_token) -m found",
-            "    acl token_ok req.fhdr(Authorization),strcmp(txn.eas_token) eq 0",
-            # EAS's request signature (what the eas-prediction SDK sends): "EAS " + base64(HMAC-SHA1 keyed by
-            # the token over method, body MD5, content type, Date and /api/predict/<name>)
-            "    acl signed req.fhdr(Authorization) -m beg \"EAS \"",
-            f"    http-request set-var(txn.eas_key) var(txn.eas_name),map_str({d}/keys.map) if signed",
-            "    http-request set-var(txn.eas_md5) req.body,digest(md5),hex,lower if signed",
-            '    http-request set-var-fmt(txn.eas_sig_in) "%[method]\\n%[var(txn.eas_md5)]\\n'
-            '%[req.fhdr(content-type)]\\n%[req.fhdr(date)]\\n/api/predict/%[var(txn.eas_name)]" if signed',
-            '    http-request set-var-fmt(txn.eas_sig) "EAS %[var(txn.eas_sig_in),hmac(sha1,txn.eas_key),base64]"'
-            " if signed",
-            "    acl signature_ok req.fhdr(Authorization),strcmp(txn.eas_sig) eq 0",
-            # web apps in a browser: the link carries ?token=…, answered with a cookie scoped to the app's path
-            "    acl query_token_ok url_param(token),strcmp(txn.eas_token) eq 0",
-            "    acl cookie_ok req.cook(eas_token),strcmp(txn.eas_token) eq 0",
-            "    http-request set-var(txn.eas_set_cookie) bool(true) if query_token_ok",
-            f"    http-request return status 404 content-type application/json string '{NOT_FOUND_BODY}'"
-            " if !known_name",
-            f"    http-request return status 401 content-type application/json string '{UNAUTHORIZED_BODY}'"
-            " if !token_ok !signature_ok !query_token_ok !cookie_ok",
-            '    http-after-response add-header Set-Cookie "eas_token=%[var(txn.eas_token)]; '
-            'Path=/api/predict/%[var(txn.eas_name)]; HttpOnly; SameSite=Lax" if { var(txn.eas_set_cookie) -m bool }',
-            f"    use_backend %[var(txn.eas_name),map_str({d}/backends.map)]",
+            f"    http-request return status 413 content-type application/json string '{self._too_large_body()}'"
+            f" if {{ req.hdr_val(content-length) gt {self.max_body} }}",
+            *self._routing(),
+            *self._authentication(),
+            f"    use_backend %[var(txn.eas_name),map_str({self.dir}/backends.map)]",
             "    default_backend be_notfound",
             "",
         ]
 
+    def _too_large_body(self) -> str:
+        limit = f"{self.max_body / MB:g} MB"
+        return (f'{{"code":"PayloadTooLarge","message":"the request body is over the gateway limit of {limit} '
+                f'(eas server --max-body-mb)"}}')
 
-def _defaults() -> list[str]:
-    return [
-        "defaults",
-        "    mode http",
-        "    log global",
-        '    log-format "%b %s %ST %Ta %[var(txn.eas_keep)]"',
-        "    option dontlognull",
-        "    option redispatch",
-        "    option idle-close-on-response",
-        "    retries 3",
-        "    option http-buffer-request",
-        "    retry-on conn-failure empty-response",
-        "    timeout connect 2s",
-        "    timeout client 120s",
-        "    timeout server 300s",
-        "    timeout http-keep-alive 30s",
-        "    timeout http-request 30s",
-        "    default-server check inter 500 fall 2 rise 2",
-        f"    http-error status 503 content-type application/json string '{NO_SERVER_BODY}'",
-        "",
-    ]
+    def _routing(self) -> list[str]:
+        d = self.dir
+        return [
+            "    http-request set-var(txn.eas_name) path,field(4,/) if { path_beg /api/predict/ }",
+            f"    http-request set-var(txn.eas_token) var(txn.eas_name),map_str({d}/tokens.map)",
+            # busy routes log a sample (the per-mille travels in the line, so the metrics weigh it back)
+            f"    http-request set-var(txn.eas_keep) var(txn.eas_name),map_str_int({d}/sample.map,1000)",
+            "    http-request set-log-level silent if { rand(1000),sub(txn.eas_keep) ge 0 }",
+            f"    http-request return status 404 content-type application/json string '{NOT_FOUND_BODY}'"
+            " if !{ var(txn.eas_token) -m found }",
+        ]
+
+    def _authentication(self) -> list[str]:
+        """A token (header, ?token= or cookie) or EAS's request signature, each compared in constant time."""
+        d = self.dir
+        return [
+            "    acl token_ok req.fhdr(Authorization),secure_memcmp(txn.eas_token)",
+            # EAS's request signature (what the eas-prediction SDK sends): "EAS " + base64(HMAC-SHA1 keyed by
+            # the token over method, body MD5, content type, Date and the path), the Date within the window
+            "    acl signed req.fhdr(Authorization) -m beg \"EAS \"",
+            "    http-request set-var(txn.eas_skew) req.fhdr(date),lua.eas_date_skew if !token_ok signed",
+            f"    acl date_fresh var(txn.eas_skew) -m int le {SIGNATURE_SKEW_SECONDS}",
+            f"    http-request return status 401 content-type application/json string '{STALE_DATE_BODY}'"
+            " if !token_ok signed !date_fresh",
+            f"    http-request set-var(txn.eas_key) var(txn.eas_name),map_str({d}/keys.map) if !token_ok signed",
+            "    http-request set-var(txn.eas_len) req.body_size if !token_ok signed",
+            "    acl body_whole req.body_len,sub(txn.eas_len) eq 0",
+            "    http-request set-var(txn.eas_md5) req.body,digest(md5),hex,lower if !token_ok signed body_whole",
+            "    http-request set-var(txn.eas_md5) req.fhdr(content-md5),lower if !token_ok signed !body_whole",
+            '    http-request set-var-fmt(txn.eas_sig_in) "%[method]\\n%[var(txn.eas_md5)]\\n'
+            '%[req.fhdr(content-type)]\\n%[req.fhdr(date)]\\n%[path]" if !token_ok signed',
+            '    http-request set-var-fmt(txn.eas_sig) "EAS %[var(txn.eas_sig_in),hmac(sha1,txn.eas_key),base64]"'
+            " if !token_ok signed",
+            "    acl signature_ok req.fhdr(Authorization),secure_memcmp(txn.eas_sig)",
+            # web apps in a browser: the link carries ?token=…, answered with a cookie scoped to the app's path
+            "    acl query_token_ok url_param(token),secure_memcmp(txn.eas_token)",
+            "    acl cookie_ok req.cook(eas_token),secure_memcmp(txn.eas_token)",
+            f"    http-request return status 401 content-type application/json string '{UNAUTHORIZED_BODY}'"
+            " if !token_ok !signature_ok !query_token_ok !cookie_ok",
+            "    http-request set-var(txn.eas_set_cookie) bool(true) if !token_ok query_token_ok",
+            '    http-after-response add-header Set-Cookie "eas_token=%[var(txn.eas_token)]; '
+            'Path=/api/predict/%[var(txn.eas_name)]; HttpOnly; SameSite=Lax" if { var(txn.eas_set_cookie) -m bool }',
+        ]
+
+    def _defaults(self) -> list[str]:
+        secret = f"{self.log_secret} " if self.log_secret else ""
+        return [
+            "defaults",
+            "    mode http",
+            "    log global",
+            f'    log-format "{secret}%b %s %ST %Ta %[var(txn.eas_keep)]"',
+            "    option dontlognull",
+            "    option redispatch",
+            "    option idle-close-on-response",
+            "    retries 3",
+            "    option http-buffer-request",
+            "    retry-on conn-failure empty-response",
+            "    timeout connect 2s",
+            "    timeout client 120s",
+            "    timeout server 300s",
+            "    timeout http-keep-alive 30s",
+            "    timeout http-request 30s",
+            f"    timeout queue {QUEUE_TIMEOUT}",
+            # a check waits its turn on a busy instance's event loop: give it longer than the interval
+            "    timeout check 3s",
+            f"    default-server check inter 500 fall 2 rise 2 maxconn {SERVER_MAXCONN} maxqueue {SERVER_MAXQUEUE}",
+            f"    http-error status 503 content-type application/json string '{NO_SERVER_BODY}'",
+            "",
+        ]
 
 
 def _not_found() -> list[str]:
