@@ -35,6 +35,12 @@ SIGNATURE_SKEW_SECONDS = 900  # EAS's window for the Date of a signed request
 SERVER_MAXCONN = 64  # requests in flight per instance; the rest wait in HAProxy's queue
 SERVER_MAXQUEUE = 512  # requests waiting per instance; beyond that (or past QUEUE_TIMEOUT) a clean 503
 QUEUE_TIMEOUT = "10s"
+# A check can wait seconds behind a large prediction: a model server's event loop shares one GIL with
+# the JSON parsing and encoding of a 10 MB body. So checks are patient (CHECK_TIMEOUT, 3 misses in a row
+# mark a server down), and a dead instance is caught by the traffic instead: one refused connection
+# marks its server down at once (``observe layer4``), and the request is retried on another.
+CHECK_TIMEOUT_S = 5
+CHECK = "check inter 1s fall 3 rise 2 observe layer4 error-limit 1 on-error mark-down"
 # Lua, because HAProxy 2.6 has no converter that parses an HTTP date: seconds between a Date header
 # and the gateway clock (a huge number for an unparseable date)
 DATE_SKEW_LUA = """core.register_converters("eas_date_skew", function(date)
@@ -184,9 +190,8 @@ class GatewayConfig:
             "    timeout http-keep-alive 30s",
             "    timeout http-request 30s",
             f"    timeout queue {QUEUE_TIMEOUT}",
-            # a check waits its turn on a busy instance's event loop: give it longer than the interval
-            "    timeout check 3s",
-            f"    default-server check inter 500 fall 2 rise 2 maxconn {SERVER_MAXCONN} maxqueue {SERVER_MAXQUEUE}",
+            f"    timeout check {CHECK_TIMEOUT_S}s",
+            f"    default-server {CHECK} maxconn {SERVER_MAXCONN} maxqueue {SERVER_MAXQUEUE}",
             f"    http-error status 503 content-type application/json string '{NO_SERVER_BODY}'",
             "",
         ]
