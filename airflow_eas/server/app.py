@@ -19,7 +19,8 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from airflow_eas import __version__
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, Unauthorized
@@ -60,6 +61,8 @@ class ControlPlane:
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token = _admin_token(data_dir / "admin_token")
+        # read-only: a Prometheus scraper holds this one, which opens /metrics and nothing else
+        self.metrics_token = _admin_token(data_dir / "metrics_token")
         self.store = Store(data_dir / "state.db")
         remembered = self.store.setting("metrics_port")
         # a new secret at each start: the log lines of a gateway adopted from a previous run are dropped
@@ -271,16 +274,25 @@ def _admin_token(path: Path) -> str:
     return token
 
 
+def _bearer_is(request: Request, token: str) -> bool:
+    given = request.headers.get("authorization", "")
+    if given.lower().startswith("bearer "):
+        given = given[7:]
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def build_app(cp: ControlPlane) -> FastAPI:
     app = FastAPI(title="airflow-eas control plane", version=__version__,
                   description="EAS-style service API of `eas server`. Every call needs the admin token.")
 
     def auth(request: Request) -> None:
-        given = request.headers.get("authorization", "")
-        if given.lower().startswith("bearer "):
-            given = given[7:]
-        if not hmac.compare_digest(given.strip().encode(), cp.admin_token.encode()):
+        if not _bearer_is(request, cp.admin_token):
             raise Unauthorized("missing or wrong admin token (Authorization: Bearer <DATA_DIR/admin_token>)")
+
+    def metrics_auth(request: Request) -> None:
+        if not (_bearer_is(request, cp.metrics_token) or _bearer_is(request, cp.admin_token)):
+            raise Unauthorized("missing or wrong token: /metrics takes DATA_DIR/metrics_token (read-only) or the "
+                               "admin token (Authorization: Bearer <token>)")
 
     @app.exception_handler(EasError)
     async def _eas_error(_: Request, exc: EasError) -> JSONResponse:
@@ -296,9 +308,9 @@ def build_app(cp: ControlPlane) -> FastAPI:
     app.include_router(_service_control_routes(cp), dependencies=auth_dep)
     app.include_router(_group_routes(cp), dependencies=auth_dep)
 
-    @app.get("/metrics", dependencies=[Depends(auth)])
-    def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(render_prometheus(cp.store, cp.metrics), media_type="text/plain; version=0.0.4")
+    @app.get("/metrics", dependencies=[Depends(metrics_auth)])
+    def prometheus() -> Response:
+        return Response(render_prometheus(cp.store, cp.metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

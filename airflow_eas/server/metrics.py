@@ -28,6 +28,7 @@ request, so their numbers are exact.
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import socket
 import threading
@@ -38,6 +39,9 @@ from dataclasses import dataclass, field
 RETENTION_SECONDS = 900
 LINES_PER_SECOND = 1000  # per route: above this rate, log a sample
 SERVICE_PREFIX, GROUP_PREFIX = "s_", "g_"
+# upper bounds of the cumulative latency histogram that /metrics exposes (Prometheus's, in seconds)
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BUCKETS_MS = [b * 1000 for b in LATENCY_BUCKETS_S]
 ERROR_4XX = frozenset({408, 450})  # the platform failed the request in time, not the caller
 
 
@@ -53,6 +57,20 @@ class _Bucket:
     errors: float = 0.0
     latency: Counter = field(default_factory=Counter)  # whole ms -> weighted count
     statuses: Counter = field(default_factory=Counter)  # status code -> weighted count
+
+
+@dataclass
+class Totals:
+    """Everything counted for one key since the start: what /metrics exposes as counters."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    statuses: Counter = field(default_factory=Counter)
+    buckets: list[float] = field(default_factory=lambda: [0.0] * (len(LATENCY_BUCKETS_S) + 1))  # the last: +Inf
+    seconds: float = 0.0  # the sum of the latencies
+
+    def copy(self) -> Totals:
+        return Totals(self.requests, self.errors, Counter(self.statuses), list(self.buckets), self.seconds)
 
 
 @dataclass
@@ -86,8 +104,7 @@ class MetricsCollector:
         self.port = self.sock.getsockname()[1]
         self._lock = threading.Lock()
         self._series: dict[str, deque[_Bucket]] = defaultdict(deque)
-        self.totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # key -> [requests, errors]
-        self.status_totals: dict[str, Counter] = defaultdict(Counter)  # key -> status code -> requests
+        self._totals: dict[str, Totals] = defaultdict(Totals)
         self._thread = threading.Thread(target=self._run, name="eas-metrics", daemon=True)
         self._keys: dict[tuple[bytes, bytes], tuple[str, ...]] = {}
         self._stop = False
@@ -154,12 +171,14 @@ class MetricsCollector:
                 bucket.requests += weight
                 bucket.latency[ms] += weight
                 bucket.statuses[status] += weight
-                self.status_totals[key][status] += weight
-                totals = self.totals[key]
-                totals[0] += weight
+                totals = self._totals[key]
+                totals.requests += weight
+                totals.statuses[status] += weight
+                totals.buckets[bisect.bisect_left(_BUCKETS_MS, ms)] += weight
+                totals.seconds += ms / 1000 * weight
                 if error:
                     bucket.errors += weight
-                    totals[1] += weight
+                    totals.errors += weight
 
     def sampling_plan(self, routes: list[str], current: dict[str, int], now: float | None = None) -> dict[str, int]:
         """The per-mille each route should log now, where it should change (a factor of 1.5 or more, or
@@ -197,8 +216,12 @@ class MetricsCollector:
     def forget(self, key: str) -> None:
         with self._lock:
             self._series.pop(key, None)
-            self.totals.pop(key, None)
-            self.status_totals.pop(key, None)
+            self._totals.pop(key, None)
+
+    def totals(self) -> dict[str, Totals]:
+        """A consistent copy of every key's counters since the start."""
+        with self._lock:
+            return {key: totals.copy() for key, totals in self._totals.items()}
 
 
 def _keys_of(backend: str, server: str) -> tuple[str, ...]:
