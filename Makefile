@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# HAProxy (the gateway) and wrk (benchmarks) from Debian's packages where missing.
+# From Debian's packages where missing: HAProxy (the gateway), wrk (load tests and benchmarks), nginx
+# (the benchmarks' tiny upstream) and promtool (checks the /metrics exposition; package prometheus).
 system:
-	@command -v haproxy >/dev/null && command -v wrk >/dev/null || { \
-	  echo "installing haproxy and wrk with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk >/dev/null; }
+	@command -v haproxy >/dev/null && command -v wrk >/dev/null && command -v nginx >/dev/null \
+	  && command -v promtool >/dev/null || { \
+	  echo "installing haproxy, wrk, nginx-light and prometheus (promtool) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk nginx-light prometheus \
+	    >/dev/null; }
 
 # A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
 # Never fails: without an engine the docker tests skip and say why.
