@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_eas.server.gateway.runtime import MasterCli
 from airflow_eas.spec import parse_spec
 from tests.conftest import echo_spec, wait_running
+from tests.server.gateway.stats import server_stats
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make system)")
 SCRIPT = Path(__file__).with_name("statuses.lua")
@@ -27,15 +27,6 @@ def _wrk(url: str, token: str, body: str, seconds: int) -> dict:
     return json.loads(out.split("WRKSTATUS ", 1)[1].splitlines()[0])
 
 
-def _server_stats(data_dir: Path, backend: str) -> list[dict[str, str]]:
-    """HAProxy's own record of each server: status and how many times it went from UP to DOWN."""
-    text = MasterCli(data_dir / "gateway" / "master.sock").run(["show stat"])
-    lines = [line for line in text.splitlines() if line.strip()]
-    header = lines[0].lstrip("# ").split(",")
-    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
-    return [r for r in rows if r.get("pxname") == backend and r.get("svname") not in ("FRONTEND", "BACKEND")]
-
-
 def test_a_model_instance_under_500_connections_is_never_marked_down(eas_server, sklearn_model) -> None:
     client = eas_server.client
     client.create(parse_spec({"name": "flood_sk", "processor": "sklearn", "model_path": f"file://{sklearn_model}"}))
@@ -46,7 +37,7 @@ def test_a_model_instance_under_500_connections_is_never_marked_down(eas_server,
     assert set(statuses) <= {"200", "503"}, result
     assert result["unclean_503"] == 0, result
     assert result["socket_errors"] == 0, result
-    (server,) = _server_stats(eas_server.data_dir, "s_flood_sk")
+    (server,) = server_stats(eas_server.data_dir, "s_flood_sk")
     assert server["status"] == "UP", server
     assert server["chkdown"] == "0", f"the instance went DOWN {server['chkdown']} time(s) under load"
     assert client.describe("flood_sk").status == "Running"
@@ -65,6 +56,6 @@ def test_requests_past_the_queue_wait_get_a_clean_503(eas_server) -> None:
     assert set(statuses) <= {"200", "503"}, result
     assert result["unclean_503"] == 0, result
     assert result["socket_errors"] == 0, result
-    (server,) = _server_stats(eas_server.data_dir, "s_flood_slow")
+    (server,) = server_stats(eas_server.data_dir, "s_flood_slow")
     assert server["status"] == "UP", server
     assert server["chkdown"] == "0", server
