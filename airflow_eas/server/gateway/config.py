@@ -143,29 +143,31 @@ class GatewayConfig:
         d = self.dir
         return [
             "    acl token_ok req.fhdr(Authorization),secure_memcmp(txn.eas_token)",
+            # the common case ends the rules here: the checks below cost a token request nothing
+            "    http-request allow if token_ok",
             # EAS's request signature (what the eas-prediction SDK sends): "EAS " + base64(HMAC-SHA1 keyed by
             # the token over method, body MD5, content type, Date and the path), the Date within the window
             "    acl signed req.fhdr(Authorization) -m beg \"EAS \"",
-            "    http-request set-var(txn.eas_skew) req.fhdr(date),lua.eas_date_skew if !token_ok signed",
+            "    http-request set-var(txn.eas_skew) req.fhdr(date),lua.eas_date_skew if signed",
             f"    acl date_fresh var(txn.eas_skew) -m int le {SIGNATURE_SKEW_SECONDS}",
             f"    http-request return status 401 content-type application/json string '{STALE_DATE_BODY}'"
-            " if !token_ok signed !date_fresh",
-            f"    http-request set-var(txn.eas_key) var(txn.eas_name),map_str({d}/keys.map) if !token_ok signed",
-            "    http-request set-var(txn.eas_len) req.body_size if !token_ok signed",
+            " if signed !date_fresh",
+            f"    http-request set-var(txn.eas_key) var(txn.eas_name),map_str({d}/keys.map) if signed",
+            "    http-request set-var(txn.eas_len) req.body_size if signed",
             "    acl body_whole req.body_len,sub(txn.eas_len) eq 0",
-            "    http-request set-var(txn.eas_md5) req.body,digest(md5),hex,lower if !token_ok signed body_whole",
-            "    http-request set-var(txn.eas_md5) req.fhdr(content-md5),lower if !token_ok signed !body_whole",
+            "    http-request set-var(txn.eas_md5) req.body,digest(md5),hex,lower if signed body_whole",
+            "    http-request set-var(txn.eas_md5) req.fhdr(content-md5),lower if signed !body_whole",
             '    http-request set-var-fmt(txn.eas_sig_in) "%[method]\\n%[var(txn.eas_md5)]\\n'
-            '%[req.fhdr(content-type)]\\n%[req.fhdr(date)]\\n%[path]" if !token_ok signed',
+            '%[req.fhdr(content-type)]\\n%[req.fhdr(date)]\\n%[path]" if signed',
             '    http-request set-var-fmt(txn.eas_sig) "EAS %[var(txn.eas_sig_in),hmac(sha1,txn.eas_key),base64]"'
-            " if !token_ok signed",
+            " if signed",
             "    acl signature_ok req.fhdr(Authorization),secure_memcmp(txn.eas_sig)",
             # web apps in a browser: the link carries ?token=…, answered with a cookie scoped to the app's path
             "    acl query_token_ok url_param(token),secure_memcmp(txn.eas_token)",
             "    acl cookie_ok req.cook(eas_token),secure_memcmp(txn.eas_token)",
             f"    http-request return status 401 content-type application/json string '{UNAUTHORIZED_BODY}'"
-            " if !token_ok !signature_ok !query_token_ok !cookie_ok",
-            "    http-request set-var(txn.eas_set_cookie) bool(true) if !token_ok query_token_ok",
+            " if !signature_ok !query_token_ok !cookie_ok",
+            "    http-request set-var(txn.eas_set_cookie) bool(true) if query_token_ok",
             '    http-after-response add-header Set-Cookie "eas_token=%[var(txn.eas_token)]; '
             'Path=/api/predict/%[var(txn.eas_name)]; HttpOnly; SameSite=Lax" if { var(txn.eas_set_cookie) -m bool }',
         ]
