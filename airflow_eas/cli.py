@@ -210,6 +210,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     print(f"{m.service}: last {m.window_seconds} s")
     print(_table([[m.requests, f"{m.rps:.1f}", m.errors, f"{m.error_rate:.2%}", ms(m.p50_ms), ms(m.p95_ms),
                    ms(m.p99_ms)]], ["REQUESTS", "RPS", "ERRORS", "ERROR_RATE", "P50", "P95", "P99"]))
+    if m.statuses:
+        print("by status: " + ", ".join(f"{code} {n}" for code, n in sorted(m.statuses.items())))
     return 0
 
 
