@@ -35,6 +35,7 @@ WORK = REPO / ".bench" / "gateway"
 DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Gateway"
 BODY = '{"instances": [[0.5, -1.2, 0.3, 2.1]]}'
+WARM_UP_S = 4
 NGINX_CFG = """daemon off;
 worker_processes 1;
 pid {dir}/nginx-PORT.pid;
@@ -176,10 +177,16 @@ def main() -> None:
         upstream = nginx_service(main_server, "bench_nginx")
         bare, bare_url = bare_hop(upstream.instance_list[0].address)
         cost: dict[str, list[dict]] = {"bare": [], "gateway": []}
+        sent = 0
         try:
             for r in range(args.rounds):
                 for kind in ("bare", "gateway") if r % 2 == 0 else ("gateway", "bare"):
                     url, token = (bare_url, None) if kind == "bare" else (upstream.endpoint, upstream.token)
+                    # unmeasured: a route that turns busy logs every request until the gateway's log sampling
+                    # follows its rate (about 3 s, see metrics.py); the table is about the steady state
+                    warm = wrk(url, token, 16, WARM_UP_S)
+                    if kind == "gateway":
+                        sent += round(warm["rps"] * WARM_UP_S)
                     cost[kind].append(wrk(url, token, 16, args.duration))
                     print(kind, cost[kind][-1], flush=True)
         finally:
@@ -187,7 +194,7 @@ def main() -> None:
             bare.wait(10)
         time.sleep(2)  # the receiver's last lines
         counted = main_server.client.metrics("bench_nginx", 900).requests
-        sent = sum(round(x["rps"] * args.duration) for x in cost["gateway"])
+        sent += sum(round(x["rps"] * args.duration) for x in cost["gateway"])
     finally:
         for server in servers:
             server.stop()
@@ -213,7 +220,8 @@ def main() -> None:
         f"{median(results['gateway'], 'p50_ms'):.2f} ms | {median(results['gateway'], 'p99_ms'):.2f} ms |",
         "",
         "The gateway at full speed against a bare HAProxy hop (the same HAProxy, no rules, default settings) "
-        "over the same upstream, an nginx `return 200` much faster than a model, so HAProxy is the bottleneck. "
+        "over the same upstream, an nginx `return 200` much faster than a model, so HAProxy is the bottleneck; "
+        f"each run follows an unmeasured {WARM_UP_S} s one, so the log sampling of the busy route has settled. "
         "The gateway checks the token (constant time), routes by path through maps, applies the body limit and "
         "the per-server queue, and logs requests for the metrics (a route busier than 1,000 requests/s logs a "
         "sample whose lines are weighed back; the receiver in the control plane runs on the same cores):",
@@ -225,7 +233,12 @@ def main() -> None:
         f"| gateway (token, routing, limits, metrics) | {on_rps:,.0f} | {on_rps / off_rps:.2f} | "
         f"{median(cost['gateway'], 'p50_ms'):.2f} ms | {median(cost['gateway'], 'p99_ms'):.2f} ms |",
         "",
-        f"Requests counted by the metrics in the gateway runs: {counted:,} of about {sent:,} sent. "
+        f"Issue 12 asks for at least 0.90 of the bare hop: {'met' if on_rps / off_rps >= 0.9 else 'not met'} "
+        f"in this run (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at its end; other work "
+        "on the same cores moves single runs by a factor of two).",
+        "",
+        f"Requests counted by the metrics in the gateway runs (warm-up runs included): {counted:,} of about "
+        f"{sent:,} sent. "
         f"Errors (connect, read, timeouts, non-2xx) in all runs: {errors}.",
         "",
     ]
