@@ -16,10 +16,14 @@ $(STAMP): pyproject.toml
 deps: $(STAMP)
 
 # Debian packages the platform and its tests use, as command:package, installed where the command is missing:
-# HAProxy (the gateway), wrk (benchmarks), Chromium (the console's browser tests), Prometheus (metrics tests).
-SYSTEM_TOOLS := haproxy:haproxy wrk:wrk chromium:chromium prometheus:prometheus
+# HAProxy (the gateway), wrk (load tests, benchmarks), Chromium (the console's browser tests), Prometheus and
+# promtool (metrics tests, the /metrics exposition check), nginx (the gateway benchmark's tiny upstream).
+SYSTEM_TOOLS := haproxy:haproxy wrk:wrk chromium:chromium prometheus:prometheus promtool:prometheus nginx:nginx-light
 system:
-	@missing=""; for pair in $(SYSTEM_TOOLS); do 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; 	if [ -n "$$missing" ]; then echo "installing$$missing with apt-get"; 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 # A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
 # Never fails: without an engine the docker tests skip and say why.

@@ -78,6 +78,10 @@ def cmd_server(args: argparse.Namespace) -> int:
     config = ServerConfig(Path(args.data_dir).resolve(), args.api_port, args.gateway_port, args.host, args.runtime)
     if args.model_server_image:
         config.model_server_image = args.model_server_image
+    if args.max_body_mb is not None:
+        if args.max_body_mb <= 0:
+            raise InvalidSpec(f"--max-body-mb {args.max_body_mb:g}: give a size in MB above 0")
+        config.max_body_mb = args.max_body_mb
     serve(config)
     return 0
 
@@ -236,6 +240,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     print(f"{m.service}: last {m.window_seconds} s")
     print(_table([[m.requests, f"{m.rps:.1f}", m.errors, f"{m.error_rate:.2%}", ms(m.p50_ms), ms(m.p95_ms),
                    ms(m.p99_ms)]], ["REQUESTS", "RPS", "ERRORS", "ERROR_RATE", "P50", "P95", "P99"]))
+    if m.statuses:
+        print("by status: " + ", ".join(f"{code} {n}" for code, n in sorted(m.statuses.items())))
     return 0
 
 
@@ -334,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address both ports bind to")
     p.add_argument("--runtime", default="process", choices=["process", "docker"],
                    help="run instances as local processes or as containers on the local Docker engine")
+    p.add_argument("--max-body-mb", type=float, default=None,
+                   help="largest request body the gateway forwards, in MB (default 32); larger ones get 413")
     p.add_argument("--model-server-image", default=None,
                    help="docker runtime: image of processor deployments (env EAS_MODEL_SERVER_IMAGE, "
                         "default airflow-eas/model-server:latest, built by make image)")

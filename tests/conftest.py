@@ -125,3 +125,22 @@ def wait_running(client, name: str, instances: int | None = None, timeout: float
         return info if done else None
 
     return wait_until(check, timeout, f"{name} to run {instances if instances is not None else 'all its'} instance(s)")
+
+
+@pytest.fixture(scope="session")
+def iris_data():
+    np = pytest.importorskip("numpy")
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = datasets.load_iris(return_X_y=True)
+    return np.asarray(X, dtype=np.float32), y
+
+
+@pytest.fixture(scope="session")
+def sklearn_model(tmp_path_factory, iris_data):
+    joblib = pytest.importorskip("joblib")
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris_data
+    path = tmp_path_factory.mktemp("sk") / "model.joblib"
+    joblib.dump(LogisticRegression(max_iter=500).fit(X, y), path)
+    return path

@@ -121,6 +121,8 @@ class Metrics(_Json):
     p95_ms: float | None
     p99_ms: float | None
     rps: float = 0.0
+    # requests per status code ("200", "429", "450", "503", ...); which of them are errors: server/metrics.py
+    statuses: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:

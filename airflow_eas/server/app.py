@@ -19,7 +19,8 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from airflow_eas import __version__
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, Unauthorized
@@ -49,6 +50,7 @@ class ServerConfig:
     # docker runtime: the image of processor deployments; pull images missing from the engine
     model_server_image: str = field(
         default_factory=lambda: os.environ.get("EAS_MODEL_SERVER_IMAGE", "airflow-eas/model-server:latest"))
+    max_body_mb: float = 32.0  # the gateway answers 413 to a larger request body
     pull_images: bool = field(default_factory=lambda: os.environ.get("EAS_DOCKER_PULL", "1") not in ("0", "false"))
     # object store of oss:// mounts and locations (env EAS_OSS_ENDPOINT, EAS_OSS_ACCESS_KEY_ID, ...)
     oss: OssConfig = field(default_factory=OssConfig.from_env)
@@ -62,14 +64,20 @@ class ControlPlane:
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token = _admin_token(data_dir / "admin_token")
+        # read-only: a Prometheus scraper holds this one, which opens /metrics and nothing else
+        self.metrics_token = _admin_token(data_dir / "metrics_token")
         self.store = Store(data_dir / "state.db")
         remembered = self.store.setting("metrics_port")
-        self.metrics = MetricsCollector(int(remembered) if remembered else 0)
+        # a new secret at each start: the log lines of a gateway adopted from a previous run are dropped
+        # until it is reloaded with this one (adopting compares configs, so that happens at once)
+        log_secret = secrets.token_hex(8)
+        self.metrics = MetricsCollector(int(remembered) if remembered else 0, secret=log_secret)
         self.store.set_setting("metrics_port", str(self.metrics.port))
         timings = timings or Timings()
         self.gateway = Gateway(
             data_dir, host=config.host, port=config.gateway_port, log_port=self.metrics.port,
-            timings=GatewayTimings(wait=timings.gateway_wait),
+            timings=GatewayTimings(wait=timings.gateway_wait), max_body=round(config.max_body_mb * 1024 * 1024),
+            log_secret=log_secret,
         )
         storage_for(data_dir, config.oss)
         self.runtime = _runtime(config)
@@ -192,7 +200,8 @@ class ControlPlane:
         if not self.store.has_service(name):
             raise NotFound(f"service {name!r} not found")
         w = self.metrics.window(name, window)
-        return Metrics(name, w.seconds, w.requests, w.errors, w.p50_ms, w.p95_ms, w.p99_ms, w.rps).to_dict()
+        return Metrics(name, w.seconds, w.requests, w.errors, w.p50_ms, w.p95_ms, w.p99_ms, w.rps,
+                       w.statuses).to_dict()
 
     def series_of(self, name: str, window: str) -> dict:
         """10-second points of a service (its instances' CPU and memory too) or a group."""
@@ -350,16 +359,25 @@ def _admin_token(path: Path) -> str:
     return token
 
 
+def _bearer_is(request: Request, token: str) -> bool:
+    given = request.headers.get("authorization", "")
+    if given.lower().startswith("bearer "):
+        given = given[7:]
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def build_app(cp: ControlPlane) -> FastAPI:
     app = FastAPI(title="airflow-eas control plane", version=__version__,
                   description="EAS-style service API of `eas server`. Every call needs the admin token.")
 
     def auth(request: Request) -> None:
-        given = request.headers.get("authorization", "")
-        if given.lower().startswith("bearer "):
-            given = given[7:]
-        if not hmac.compare_digest(given.strip().encode(), cp.admin_token.encode()):
+        if not _bearer_is(request, cp.admin_token):
             raise Unauthorized("missing or wrong admin token (Authorization: Bearer <DATA_DIR/admin_token>)")
+
+    def metrics_auth(request: Request) -> None:
+        if not (_bearer_is(request, cp.metrics_token) or _bearer_is(request, cp.admin_token)):
+            raise Unauthorized("missing or wrong token: /metrics takes DATA_DIR/metrics_token (read-only) or the "
+                               "admin token (Authorization: Bearer <token>)")
 
     @app.exception_handler(EasError)
     async def _eas_error(_: Request, exc: EasError) -> JSONResponse:
@@ -376,9 +394,9 @@ def build_app(cp: ControlPlane) -> FastAPI:
     app.include_router(_group_routes(cp), dependencies=auth_dep)
     app.include_router(_lease_routes(cp), dependencies=auth_dep)
 
-    @app.get("/metrics", dependencies=[Depends(auth)])
-    def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(render_prometheus(cp.store, cp.metrics), media_type="text/plain; version=0.0.4")
+    @app.get("/metrics", dependencies=[Depends(metrics_auth)])
+    def prometheus() -> Response:
+        return Response(render_prometheus(cp.store, cp.metrics), media_type=CONTENT_TYPE_LATEST)
 
     mount_console(app, cp)
     return app

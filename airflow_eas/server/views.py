@@ -3,17 +3,21 @@ the Prometheus text exposition. Read-only: nothing here changes what runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 from airflow_eas.platform import base as api
+from airflow_eas.server.metrics import LATENCY_BUCKETS_S, Totals
 from airflow_eas.server.store import ACTIVE_STATES, BACKOFF, DELETED, DRAINING, RUNNING, STARTING, STOPPING
 from airflow_eas.spec import ServiceSpec, redact_secrets
 
 if TYPE_CHECKING:
     from airflow_eas.server.metrics import MetricsCollector
     from airflow_eas.server.store import InstanceRow, ServiceRow, Store
-
-WINDOW_SECONDS = 60  # of the latency quantiles in /metrics
 
 INSTANCE_STATUS = {
     STARTING: "Pending",
@@ -70,50 +74,58 @@ def describe(store: Store, svc: ServiceRow, gateway_url: str) -> api.ServiceInfo
     )
 
 
-def _labels(**labels: str) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    return "{" + inner + "}"
+class PlatformCollector(Collector):
+    """The store and the data-plane counters as Prometheus metric families, read at each scrape."""
+
+    def __init__(self, store: Store, metrics: MetricsCollector) -> None:
+        self.store, self.metrics = store, metrics
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.metrics.totals()
+        requests = CounterMetricFamily("eas_requests", "Requests the gateway forwarded to the service (all routes).",
+                                       labels=["service"])
+        errors = CounterMetricFamily(
+            "eas_errors", "Requests that count against the error rate: 5xx, 408, 450 and no answer "
+            "(server/metrics.py is_error).", labels=["service"])
+        responses = CounterMetricFamily("eas_responses", "Requests the gateway forwarded, by status code.",
+                                        labels=["service", "code"])
+        latency = HistogramMetricFamily("eas_request_duration_seconds",
+                                        "Gateway-measured time of a request, from accept to the last byte.",
+                                        labels=["service"])
+        up = GaugeMetricFamily("eas_service_up", "1 for the service's current status.", labels=["service", "status"])
+        running = GaugeMetricFamily("eas_running_instances", "Instances of the current version that serve.",
+                                    labels=["service"])
+        instances = self.store.instances()
+        for svc in self.store.services():
+            mine = [i for i in instances if i.service == svc.name]
+            t = totals.get(svc.name) or Totals()
+            requests.add_metric([svc.name], round(t.requests))  # sampled lines weigh fractions
+            errors.add_metric([svc.name], round(t.errors))
+            for code, n in sorted(t.statuses.items()):
+                responses.add_metric([svc.name, str(code)], round(n))
+            latency.add_metric([svc.name], buckets=_cumulative(t.buckets), sum_value=t.seconds)
+            up.add_metric([svc.name, service_status(svc, mine)], 1)
+            running.add_metric([svc.name], sum(1 for i in mine if i.state == RUNNING and i.version == svc.version))
+        weight = GaugeMetricFamily("eas_group_weight", "Traffic weight of a group member.", labels=["group", "service"])
+        for group, _ in self.store.groups():
+            for member, w in self.store.members(group).items():
+                weight.add_metric([group, member], w)
+        forged = CounterMetricFamily("eas_metrics_forged_lines",
+                                     "Request log lines dropped for a missing or wrong start secret.")
+        forged.add_metric([], self.metrics.forged)
+        yield from (requests, errors, responses, latency, up, running, weight, forged)
 
 
-PROMETHEUS_HEADER = [
-    "# HELP eas_requests_total Requests the gateway forwarded to the service (all routes).",
-    "# TYPE eas_requests_total counter",
-    "# HELP eas_errors_total Requests answered 5xx or failed to connect.",
-    "# TYPE eas_errors_total counter",
-    f"# HELP eas_latency_ms Gateway-measured latency quantiles over the last {WINDOW_SECONDS} s.",
-    "# TYPE eas_latency_ms gauge",
-    "# HELP eas_service_up 1 for the service's current status.",
-    "# TYPE eas_service_up gauge",
-    "# HELP eas_running_instances Instances of the current version that serve.",
-    "# TYPE eas_running_instances gauge",
-    "# HELP eas_group_weight Traffic weight of a group member.",
-    "# TYPE eas_group_weight gauge",
-]
-
-
-def render_prometheus(store: Store, metrics: MetricsCollector) -> str:
-    out = list(PROMETHEUS_HEADER)
-    instances = store.instances()
-    for svc in store.services():
-        out += _service_lines(svc, [i for i in instances if i.service == svc.name], metrics)
-    for group, _ in store.groups():
-        for member, weight in store.members(group).items():
-            out.append(f"eas_group_weight{_labels(group=group, service=member)} {weight}")
-    return "\n".join(out) + "\n"
-
-
-def _service_lines(svc: ServiceRow, mine: list[InstanceRow], metrics: MetricsCollector) -> list[str]:
-    lbl = _labels(service=svc.name)
-    requests, errors = metrics.totals.get(svc.name, [0, 0])
-    out = [
-        f"eas_requests_total{lbl} {round(requests)}",  # sampled lines weigh fractions
-        f"eas_errors_total{lbl} {round(errors)}",
-    ]
-    window = metrics.window(svc.name, WINDOW_SECONDS)
-    for q, value in (("0.5", window.p50_ms), ("0.95", window.p95_ms), ("0.99", window.p99_ms)):
-        if value is not None:
-            out.append(f"eas_latency_ms{_labels(service=svc.name, quantile=q)} {value}")
-    out.append(f"eas_service_up{_labels(service=svc.name, status=service_status(svc, mine))} 1")
-    running = sum(1 for i in mine if i.state == RUNNING and i.version == svc.version)
-    out.append(f"eas_running_instances{lbl} {running}")
+def _cumulative(buckets: list[float]) -> list[tuple[str, float]]:
+    out, seen = [], 0.0
+    for bound, n in zip((*(str(b) for b in LATENCY_BUCKETS_S), "+Inf"), buckets, strict=True):
+        seen += n
+        out.append((bound, round(seen)))
     return out
+
+
+def render_prometheus(store: Store, metrics: MetricsCollector) -> bytes:
+    """The text exposition format, written by prometheus_client (``promtool check metrics`` clean)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PlatformCollector(store, metrics))
+    return generate_latest(registry)

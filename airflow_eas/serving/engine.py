@@ -141,13 +141,14 @@ class Engine:
 
     # -- the request paths -----------------------------------------------------
 
-    async def submit(self, body: bytes) -> tuple[bytes, int]:
-        """Every path but unbatched inline (which the HTTP handler runs itself)."""
+    async def submit(self, body: bytes, *, large: bool = False) -> tuple[bytes, int]:
+        """Every path but unbatched inline (which the HTTP handler runs itself). A ``large`` body always
+        goes to the worker threads: parsing it inline would stall the event loop, readiness included."""
         if self.queued >= self.max_queue:
             return QUEUE_FULL
         loop = self.loop
         deadline = loop.time() + self.timeout
-        if self.batching:
+        if self.batching and not large:
             fut = loop.create_future()
             with self._lock:
                 self.queued += 1
@@ -163,7 +164,7 @@ class Engine:
                     self._batch_timer = loop.call_later(self.batch_wait, self._flush)
                 else:
                     self._batch_timer = loop.call_soon(self._flush)
-        elif self.inline:
+        elif self.inline and not large:
             self.batches += 1
             self.batched += 1
             return self.call(body)

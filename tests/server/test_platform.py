@@ -5,11 +5,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
+import subprocess
 from collections import Counter
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from airflow_eas.errors import Conflict, InvalidSpec, NotFound
 from airflow_eas.spec import parse_spec
@@ -205,10 +208,28 @@ def test_metrics_and_prometheus(eas_server) -> None:
     assert m.p50_ms is not None
     assert m.p50_ms >= 5
     assert m.p99_ms >= m.p50_ms
-    text = requests.get(f"{eas_server.endpoint}/metrics", timeout=5,
-                        headers={"Authorization": f"Bearer {eas_server.token}"}).text
-    assert 'eas_requests_total{service="measured"} 200\n' in text
-    assert f'eas_errors_total{{service="measured"}} {codes[500]}\n' in text
+    assert m.statuses == {"200": codes[200], "500": codes[500]}
+    metrics_token = (eas_server.data_dir / "metrics_token").read_text().strip()
+    assert oct((eas_server.data_dir / "metrics_token").stat().st_mode & 0o777) == "0o600"
+    resp = requests.get(f"{eas_server.endpoint}/metrics", timeout=5,
+                        headers={"Authorization": f"Bearer {metrics_token}"})
+    assert resp.status_code == 200
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(resp.text) for s in family.samples}
+    svc = (("service", "measured"),)
+    assert samples[("eas_requests_total", svc)] == 200
+    assert samples[("eas_errors_total", svc)] == codes[500]
+    assert samples[("eas_responses_total", (("code", "500"), *svc))] == codes[500]
+    assert samples[("eas_request_duration_seconds_count", svc)] == 200
+    assert samples[("eas_request_duration_seconds_bucket", (("le", "0.001"), *svc))] == 0, "each took 5 ms or more"
+    assert samples[("eas_request_duration_seconds_sum", svc)] >= 200 * 0.005
+    if shutil.which("promtool"):
+        check = subprocess.run(["promtool", "check", "metrics"], input=resp.text, capture_output=True, text=True)
+        assert check.returncode == 0, check
+        assert not (check.stdout + check.stderr).strip(), f"promtool has remarks: {check}"
+    refused = requests.get(f"{eas_server.endpoint}/api/v2/services", timeout=5,
+                           headers={"Authorization": f"Bearer {metrics_token}"})
+    assert refused.status_code == 401, "the metrics token opens /metrics and nothing else"
 
 
 def _pid_listening(address: str) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_eas.errors import EasError
-from airflow_eas.server.gateway.config import GatewayConfig, read_map
+from airflow_eas.server.gateway.config import DEFAULT_MAX_BODY, GatewayConfig, read_map
 from airflow_eas.server.gateway.runtime import MasterCli
 from airflow_eas.server.gateway.state import GatewayState, setting_commands
 
@@ -34,7 +34,8 @@ class Gateway:
     """Owns one HAProxy master process and its config under ``data_dir/gateway``."""
 
     def __init__(
-        self, data_dir: Path, *, host: str, port: int, log_port: int, timings: GatewayTimings | None = None
+        self, data_dir: Path, *, host: str, port: int, log_port: int, timings: GatewayTimings | None = None,
+        max_body: int = DEFAULT_MAX_BODY, log_secret: str = "",
     ) -> None:
         if shutil.which("haproxy") is None:
             raise EasError("HAProxy is not installed (the gateway): apt-get install haproxy")
@@ -44,7 +45,7 @@ class Gateway:
         self.t = timings or GatewayTimings()
         # per-request logs feed the metrics; off only to measure what they cost (bench/gateway_bench.py)
         request_log = os.environ.get("EAS_GATEWAY_REQUEST_LOG", "on") != "off"
-        self.config = GatewayConfig(self.dir, host, port, log_port, request_log)
+        self.config = GatewayConfig(self.dir, host, port, log_port, request_log, max_body, log_secret)
         self.cfg = self.config.cfg
         self.pidfile = self.dir / "haproxy.pid"
         self.master_sock = self.dir / "master.sock"

@@ -58,3 +58,11 @@ def test_written_config_and_maps_are_valid_for_haproxy(tmp_path: Path) -> None:
     assert (tmp_path / "backends.map").read_text() == "fraud g_fraud\nweb s_web\n"
     assert (tmp_path / "sample.map").read_text() == "fraud 250\n"
     assert oct((tmp_path / "tokens.map").stat().st_mode & 0o777) == "0o600", "tokens are secrets"
+
+
+def test_body_limit_and_log_secret_follow_the_settings(tmp_path: Path) -> None:
+    text = GatewayConfig(tmp_path, "127.0.0.1", 8080, 5140, max_body=5 * 1024 * 1024, log_secret="f00d").render(
+        GatewayState())
+    assert "if { req.hdr_val(content-length) gt 5242880 }" in text
+    assert "limit of 5 MB (eas server --max-body-mb)" in text
+    assert '    log-format "f00d %b %s %ST %Ta %[var(txn.eas_keep)]"' in text.splitlines()
