@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from airflow_eas.spec import parse_spec
+from tests.plans import rollout_plan
 from tests.platform.kubernetes.emulator import Controllers, Loop
 from tests.platform.kubernetes.prometheus import Exporter, Prometheus
 from tests.platform.kubernetes.test_platform import image_spec, platform_of
-from tests.provider.conftest import rollout_plan, run_plan, task_states
+from tests.provider.conftest import run_plan, task_states
 
 # dag.test() on a busy machine: Airflow alone takes half a minute to start the first task.
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
