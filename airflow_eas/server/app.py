@@ -6,28 +6,32 @@ process or the gateway themselves. Every route needs the admin token.
 
 from __future__ import annotations
 
-import hmac
+import errno
 import logging
 import os
 import secrets
 import signal
 import socket
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_eas import __version__
-from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, Unauthorized
+from airflow_eas.errors import Conflict, EasError, InsufficientStorage, InvalidSpec, NotFound, PayloadTooLarge
 from airflow_eas.platform.base import GroupInfo, GroupMember, Lease, Metrics
 from airflow_eas.server.gateway import Gateway, GatewayTimings
+from airflow_eas.server.guard import Guard
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
-from airflow_eas.server.runtimes.process import ProcessRuntime
+from airflow_eas.server.runtimes.process import ProcessRuntime, instance_user
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
 from airflow_eas.server.views import describe, render_prometheus
@@ -49,6 +53,10 @@ class ServerConfig:
     pull_images: bool = field(default_factory=lambda: os.environ.get("EAS_DOCKER_PULL", "1") not in ("0", "false"))
     # object store of oss:// mounts and locations (env EAS_OSS_ENDPOINT, EAS_OSS_ACCESS_KEY_ID, ...)
     oss: OssConfig = field(default_factory=OssConfig.from_env)
+    # process runtime: who instances run as (see runtimes/process.py: instance_user)
+    instance_user: str = field(default_factory=lambda: os.environ.get("EAS_INSTANCE_USER", "auto"))
+    # the largest request body the control plane reads (a spec; 413 past it)
+    max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("EAS_MAX_SPEC_BYTES", str(1024 * 1024))))
 
 
 class ControlPlane:
@@ -58,8 +66,11 @@ class ControlPlane:
         self.config = config
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        _restrict_data_dir(data_dir)
         self.admin_token = _admin_token(data_dir / "admin_token")
         self.store = Store(data_dir / "state.db")
+        owner = self.store.setting("server_id") or secrets.token_hex(8)
+        self.store.set_setting("server_id", owner)  # marks the processes this server starts (EAS_OWNER)
         remembered = self.store.setting("metrics_port")
         self.metrics = MetricsCollector(int(remembered) if remembered else 0)
         self.store.set_setting("metrics_port", str(self.metrics.port))
@@ -68,8 +79,9 @@ class ControlPlane:
             data_dir, host=config.host, port=config.gateway_port, log_port=self.metrics.port,
             timings=GatewayTimings(wait=timings.gateway_wait),
         )
+        (data_dir / "gateway").chmod(0o700)  # HAProxy's config and maps hold every service token
         storage_for(data_dir, config.oss)
-        self.runtime = _runtime(config)
+        self.runtime = _runtime(config, owner)
         self.reconciler = Reconciler(self.store, self.runtime, self.gateway, self.metrics, data_dir, timings)
         self.gateway_url = f"http://{config.host}:{config.gateway_port}"
 
@@ -245,9 +257,9 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _runtime(config: ServerConfig):
+def _runtime(config: ServerConfig, owner: str):
     if config.runtime == "process":
-        return ProcessRuntime()
+        return ProcessRuntime(owner=owner, user=instance_user(config.instance_user))
     if config.runtime == "docker":
         from airflow_eas.server.runtimes.docker import DockerRuntime
 
@@ -255,8 +267,18 @@ def _runtime(config: ServerConfig):
     raise InvalidSpec(f"--runtime {config.runtime!r}: the runtimes are: process, docker")
 
 
+def _restrict_data_dir(data_dir: Path) -> None:
+    """Instances pass through the data dir to their own folders but can list nothing; what holds secrets
+    is the server's alone (files 0600, the gateway's and the logs' folders 0700)."""
+    data_dir.chmod(0o711)
+    for folder, mode in (("logs", 0o700), ("services", 0o711), ("cache", 0o711)):
+        (data_dir / folder).mkdir(exist_ok=True)
+        (data_dir / folder).chmod(mode)
+
+
 def _admin_token(path: Path) -> str:
     if path.exists():
+        path.chmod(0o600)
         return path.read_text().strip()
     token = secrets.token_urlsafe(32)
     path.touch(mode=0o600)
@@ -265,16 +287,39 @@ def _admin_token(path: Path) -> str:
     return token
 
 
+class ScaleBody(BaseModel):
+    instances: int = Field(ge=0, le=64)
+
+
+class TrafficBody(BaseModel):
+    weights: dict[str, int] = Field(min_length=1, examples=[{"fraud_green": 20, "fraud_blue": 80}])
+
+
+class LeaseBody(BaseModel):
+    holder: str = Field(min_length=1, description="who takes the lease")
+    ttl_seconds: float = Field(default=3600, ge=1, le=7 * 86400)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "InvalidSpec: the body or a parameter is not valid (names the field)"},
+    401: {"model": ErrorBody, "description": "Unauthorized: missing or wrong admin token"},
+    404: {"model": ErrorBody, "description": "NotFound: no such service or group"},
+    409: {"model": ErrorBody, "description": "Conflict: the name is taken, the service is being deleted, the "
+                                             "group is leased"},
+    413: {"model": ErrorBody, "description": "PayloadTooLarge: the body is over EAS_MAX_SPEC_BYTES"},
+    507: {"model": ErrorBody, "description": "InsufficientStorage: the server's disk is full"},
+}
+
+
 def build_app(cp: ControlPlane) -> FastAPI:
     app = FastAPI(title="airflow-eas control plane", version=__version__,
-                  description="EAS-style service API of `eas server`. Every call needs the admin token.")
-
-    def auth(request: Request) -> None:
-        given = request.headers.get("authorization", "")
-        if given.lower().startswith("bearer "):
-            given = given[7:]
-        if not hmac.compare_digest(given.strip().encode(), cp.admin_token.encode()):
-            raise Unauthorized("missing or wrong admin token (Authorization: Bearer <DATA_DIR/admin_token>)")
+                  description="EAS-style service API of `eas server`. Every call needs the admin token "
+                              "(Authorization: Bearer <DATA_DIR/admin_token>).")
 
     @app.exception_handler(EasError)
     async def _eas_error(_: Request, exc: EasError) -> JSONResponse:
@@ -285,16 +330,43 @@ def build_app(cp: ControlPlane) -> FastAPI:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse(InvalidSpec("; ".join(parts)).to_dict(), status_code=400)
 
-    auth_dep = [Depends(auth)]
-    app.include_router(_service_routes(cp), dependencies=auth_dep)
-    app.include_router(_service_control_routes(cp), dependencies=auth_dep)
-    app.include_router(_group_routes(cp), dependencies=auth_dep)
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = PayloadTooLarge("request body over the control plane's limit") if exc.status_code == 413 else \
+            EasError(str(exc.detail), status=exc.status_code)
+        return JSONResponse(error.to_dict(), status_code=exc.status_code)
 
-    @app.get("/metrics", dependencies=[Depends(auth)])
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        error = as_eas_error(exc)
+        if error.status == 500:
+            log.exception("unexpected error in a request", exc_info=exc)
+        return JSONResponse(error.to_dict(), status_code=error.status)
+
+    app.include_router(_service_routes(cp), responses=ERRORS)
+    app.include_router(_service_control_routes(cp), responses=ERRORS)
+    app.include_router(_group_routes(cp), responses=ERRORS)
+
+    @app.get("/metrics", responses={401: ERRORS[401]})
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(render_prometheus(cp.store, cp.metrics), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def guarded(cp: ControlPlane, app: FastAPI) -> Guard:
+    """The app behind its front door: the token and the body size are checked before a body is read."""
+    return Guard(app, cp.admin_token, cp.config.max_body_bytes)
+
+
+def as_eas_error(exc: Exception) -> EasError:
+    """An error with no place in the API as the one the client should see: a full disk is a 507 that says so,
+    the rest a JSON 500 naming the error."""
+    full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+        isinstance(exc, sqlite3.OperationalError) and "full" in str(exc))
+    if full:
+        return InsufficientStorage(f"the server's disk is full ({exc}); nothing was changed: free space and retry")
+    return EasError(f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _service_routes(cp: ControlPlane) -> APIRouter:
@@ -330,8 +402,8 @@ def _service_control_routes(cp: ControlPlane) -> APIRouter:
     v2 = APIRouter(prefix="/api/v2")
 
     @v2.post("/services/{name}/scale")
-    def scale_service(name: str, body: dict = Body(...)) -> dict:
-        return cp.scale(name, body.get("instances"))
+    def scale_service(name: str, body: ScaleBody) -> dict:
+        return cp.scale(name, body.instances)
 
     @v2.post("/services/{name}/start")
     def start_service(name: str) -> dict:
@@ -365,12 +437,12 @@ def _group_routes(cp: ControlPlane) -> APIRouter:
         return cp.group(name)
 
     @v2.put("/groups/{name}/traffic")
-    def set_traffic(name: str, body: dict = Body(...)) -> dict:
-        return cp.set_traffic(name, body.get("weights"))
+    def set_traffic(name: str, body: TrafficBody) -> dict:
+        return cp.set_traffic(name, body.weights)
 
     @v2.post("/groups/{name}/lease")
-    def acquire_lease(name: str, body: dict = Body(...)) -> dict:
-        return cp.acquire_lease(name, body)
+    def acquire_lease(name: str, body: LeaseBody) -> dict:
+        return cp.acquire_lease(name, body.model_dump())
 
     @v2.delete("/groups/{name}/lease", status_code=204)
     def release_lease(name: str, holder: str) -> Response:
@@ -400,7 +472,7 @@ def serve(config: ServerConfig) -> None:
         raise EasError(f"--gateway-port {config.gateway_port}: the port is in use on {config.host}")
     cp = ControlPlane(config)
     cp.start()
-    app = build_app(cp)
+    app = guarded(cp, build_app(cp))
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.api_port, log_level="warning",
                                            access_log=False))
     stopping = threading.Event()

@@ -32,6 +32,10 @@ class EmbeddedServer:
     gateway_port: int
     process: subprocess.Popen | None = None
     runtime: str = "process"
+    # who instances run as: the server's user unless asked (a test's interpreter may sit in a folder other
+    # users cannot enter, as /root/.pyenv here); "auto" runs them as eas-instance when this is root
+    instance_user: str = "root"
+    env: dict[str, str] | None = None  # extra environment of the server process
 
     @property
     def endpoint(self) -> str:
@@ -53,8 +57,9 @@ class EmbeddedServer:
         log = open(self.data_dir / "server.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "airflow_eas.cli", "server", "--data-dir", str(self.data_dir),
-             "--api-port", str(self.api_port), "--gateway-port", str(self.gateway_port), "--runtime", self.runtime],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+             "--api-port", str(self.api_port), "--gateway-port", str(self.gateway_port), "--runtime", self.runtime,
+             "--instance-user", self.instance_user],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env={**os.environ, **(self.env or {})},
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_eas.errors import Conflict, NotFound
+from airflow_eas.errors import Conflict, EasError, NotFound
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
@@ -76,14 +76,33 @@ class InstanceRow:
     restart_at: float | None = None
 
 
+SECRET_FILE_MODE = 0o600  # the store holds every token, env value and git password
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.path = path
+        if path.exists() and path.stat().st_size == 0:
+            # an empty file is what a crash during creation or a truncation leaves: starting empty would
+            # forget every service without a word
+            raise EasError(f"{path} is empty (0 bytes): restore it from a backup, or remove it to start with "
+                           "no services")
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise EasError(f"{path} is not a usable state database ({exc}): restore it from a backup, or move "
+                           "it aside to start with no services") from None
+        for suffix in ("", "-wal", "-shm"):
+            restrict(Path(f"{path}{suffix}"))
+
+    def close(self) -> None:
+        with self.lock:
+            self._db.close()
 
     def _q(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self.lock:
@@ -257,3 +276,11 @@ class Store:
 
     def release_lease(self, grp: str, holder: str) -> None:
         self._x("DELETE FROM leases WHERE grp=? AND holder=?", (grp, holder))
+
+
+def restrict(path: Path) -> None:
+    """Owner-only access to a file holding secrets (when it exists)."""
+    try:
+        path.chmod(SECRET_FILE_MODE)
+    except FileNotFoundError:
+        pass
