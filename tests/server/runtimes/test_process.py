@@ -28,8 +28,8 @@ def _request(tmp_path: Path, code: str, *, cpu: float | None = None, memory: int
         metadata["cpu"] = cpu
     if memory is not None:
         metadata["memory"] = memory
-    spec = parse_spec({"name": name, "containers": [{"image": "local", "command": f"{SYSTEM_PYTHON} -c {shlex.quote(code)}"}],
-                       "metadata": metadata})
+    command = f"{SYSTEM_PYTHON} -c {shlex.quote(code)}"
+    spec = parse_spec({"name": name, "containers": [{"image": "local", "command": command}], "metadata": metadata})
     workdir = tmp_path / "services" / name / "v1"
     workdir.mkdir(parents=True, exist_ok=True)
     return LaunchRequest(f"{name}-{os.urandom(3).hex()}", spec, 0, {"PORT": "1", **(env or {})},
@@ -54,8 +54,11 @@ def test_an_instance_gets_its_spec_env_not_the_servers(runtime, tmp_path, monkey
     handle = runtime.launch(request)
     env = psutil.Process(int(handle.split(":")[0])).environ()
     runtime.kill(handle)
-    assert env["MODEL_KEY"] == "mine" and env["PORT"] == "1" and env[OWNER_ENV] == runtime.owner
-    assert "EAS_TOKEN" not in env and "EAS_OSS_ACCESS_KEY_SECRET" not in env
+    assert env["MODEL_KEY"] == "mine"
+    assert env["PORT"] == "1"
+    assert env[OWNER_ENV] == runtime.owner
+    assert "EAS_TOKEN" not in env
+    assert "EAS_OSS_ACCESS_KEY_SECRET" not in env
     assert set(env) <= {"PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "HOME", "PORT", "MODEL_KEY", OWNER_ENV}, env
 
 
@@ -74,7 +77,9 @@ def test_under_root_an_instance_runs_unprivileged_and_cannot_read_the_servers_se
     status = _wait_exit(rt, rt.launch(request))
     log = request.log_path.read_text()
     assert status.code == 0, log
-    assert "uid 0" not in log and "DENIED" in log and "READ" not in log, log
+    assert "uid 0" not in log, log
+    assert "DENIED" in log, log
+    assert "READ" not in log, log
     assert "{}" in log, "the instance reads its own spec"
 
 
@@ -82,7 +87,8 @@ def test_under_root_an_instance_runs_unprivileged_and_cannot_read_the_servers_se
 def test_memory_over_the_limit_is_killed_and_the_reason_says_so(runtime, tmp_path) -> None:
     request = _request(tmp_path, "x = bytearray(400 * 1024 * 1024); print('survived')", memory=64)
     status = _wait_exit(runtime, runtime.launch(request))
-    assert "killed for memory" in status.describe() and "64 MiB" in status.describe(), status
+    assert "killed for memory" in status.describe(), status
+    assert "64 MiB" in status.describe(), status
     assert "survived" not in request.log_path.read_text()
 
 
