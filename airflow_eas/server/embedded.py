@@ -34,7 +34,7 @@ class EmbeddedServer:
     runtime: str = "process"
     # who instances run as: the server's user unless asked (a test's interpreter may sit in a folder other
     # users cannot enter, as /root/.pyenv here); "auto" runs them as eas-instance when this is root
-    instance_user: str = "root"
+    instance_user: str | None = "root"  # None: the server's default (a server of an older version has no flag)
     env: dict[str, str] | None = None  # extra environment of the server process
 
     @property
@@ -58,7 +58,7 @@ class EmbeddedServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "airflow_eas.cli", "server", "--data-dir", str(self.data_dir),
              "--api-port", str(self.api_port), "--gateway-port", str(self.gateway_port), "--runtime", self.runtime,
-             "--instance-user", self.instance_user],
+             *(["--instance-user", self.instance_user] if self.instance_user is not None else [])],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, env={**os.environ, **(self.env or {})},
         )
         log.close()

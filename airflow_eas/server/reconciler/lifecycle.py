@@ -121,7 +121,10 @@ class Lifecycle:
             self.died_before_ready(svc, inst, f"not ready after {self.t.startup_timeout:.0f} s")
 
     def _running(self, svc: ServiceRow | None, spec: ServiceSpec | None, inst: InstanceRow, now: float) -> None:
-        status = self.bg.observe(inst.id, RUNNING, partial(self.runtime.poll, inst.handle))
+        if self.runtime.instant_poll:  # read at once: the pass an exit wakes sees it (no later pass is due)
+            status = self.runtime.poll(inst.handle)
+        else:
+            status = self.bg.observe(inst.id, RUNNING, partial(self.runtime.poll, inst.handle))
         if status is PENDING or status is None:
             return
         delay = self.backoff_delay(inst.restarts)

@@ -42,6 +42,7 @@ class ExitStatus:
 
 class Runtime(ABC):
     name: str
+    instant_poll = False  # poll() never blocks (no engine call): the loop may call it in a pass
 
     @abstractmethod
     def launch(self, request: LaunchRequest) -> str:

@@ -39,6 +39,7 @@ INSTANCE_USER = "eas-instance"
 
 class ProcessRuntime(Runtime):
     name = "process"
+    instant_poll = True  # a waitpid or a look at the process table
 
     def __init__(self, owner: str = "", user: str | None = None) -> None:
         self.owner = owner
