@@ -174,7 +174,9 @@ class Lifecycle:
         ready = status is None and kind is not None and is_ready(
             kind, port, probe_timeout=self.t.probe_timeout, connect_timeout=self.t.connect_timeout
         )
-        return status, ready
+        # a port picked free can be taken by another program before the instance binds it: then the probe
+        # answers for that program (an old version, someone else's service), never for this instance
+        return status, ready and self.runtime.listens(handle, port) is not False
 
     # -- transitions ---------------------------------------------------------------------------
 

@@ -106,7 +106,7 @@ class Reconciler:
                 time.sleep(self.t.stop_poll)
             if self.runtime.poll(handle) is None:
                 self.runtime.kill(handle)
-        self.runtime.sweep(set())  # anything else it started (a launch whose handle was never saved)
+        self.runtime.end_unknown(set())  # anything else it started (a launch whose handle was never saved)
 
     def _loop(self) -> None:
         while not self._stopped.is_set():
@@ -139,7 +139,7 @@ class Reconciler:
     def _adopt(self) -> None:
         """After a restart: end what was started but never recorded, keep instances that still run, relaunch
         the ones that died."""
-        swept = self.runtime.sweep({i.handle for i in self.store.instances() if i.handle})
+        swept = self.runtime.end_unknown({i.handle for i in self.store.instances() if i.handle})
         if swept:
             log.warning("ended %d instance process(es) started before a crash whose handle was never saved: %s",
                         len(swept), ", ".join(map(str, swept)))

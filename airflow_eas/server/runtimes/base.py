@@ -69,7 +69,12 @@ class Runtime(ABC):
         and the loop must poll its instances on a timer."""
         return False
 
-    def sweep(self, known: set[str]) -> list[str | int]:
+    def listens(self, handle: str, port: int) -> bool | None:
+        """Whether the instance itself (not another process that took the port meanwhile) listens on ``port``;
+        None when the runtime cannot tell."""
+        return None
+
+    def end_unknown(self, known: set[str]) -> list[str | int]:
         """After a restart: end what this server started but whose handle is not in ``known``."""
         return []
 

@@ -159,6 +159,9 @@ class ProcessRuntime(Runtime):
     def kill(self, handle: str) -> None:
         self._signal(handle, signal.SIGKILL)
 
+    def listens(self, handle: str, port: int) -> bool | None:
+        return pids_listen([_parse(handle)[0]], port)
+
     def adopt(self, handle: str) -> bool:
         if not handle:
             return False
@@ -167,13 +170,13 @@ class ProcessRuntime(Runtime):
             self.exits.watch(_parse(handle)[0])
         return alive
 
-    def sweep(self, known: set[str]) -> list[int]:
+    def end_unknown(self, known: set[str]) -> list[str | int]:
         """Kill every process this server started whose handle the store does not hold (launched just before a
         crash, before the handle was saved); returns their pids."""
         if not self.owner:
             return []
         known_pids = {_parse(h)[0] for h in known if h}
-        killed = []
+        killed: list[str | int] = []
         for proc in psutil.process_iter():
             with contextlib.suppress(psutil.Error):
                 if proc.pid in known_pids or proc.environ().get(OWNER_ENV) != self.owner:
@@ -196,6 +199,25 @@ class ProcessRuntime(Runtime):
                 pass
             except PermissionError:
                 os.kill(pid, sig)
+
+
+def pids_listen(pids: list[int], port: int) -> bool | None:
+    """Whether one of ``pids`` or their children listens on ``port`` (None: their sockets cannot be seen)."""
+    try:
+        procs = [psutil.Process(pid) for pid in pids]
+        procs += [child for proc in procs for child in proc.children(recursive=True)]
+    except psutil.Error:
+        return None
+    for proc in procs:
+        try:
+            if any(c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                   for c in proc.net_connections("tcp")):
+                return True
+        except psutil.AccessDenied:
+            return None
+        except psutil.Error:
+            continue
+    return False
 
 
 def instance_user(wanted: str) -> str | None:

@@ -40,7 +40,7 @@ def _request(tmp_path: Path, code: str, *, cpu: float | None = None, memory: int
 def runtime() -> Iterator[ProcessRuntime]:
     rt = ProcessRuntime(owner=f"test-{os.urandom(4).hex()}")
     yield rt
-    rt.sweep(set())
+    rt.end_unknown(set())
 
 
 def _wait_exit(rt: ProcessRuntime, handle: str, timeout: float = 30):
@@ -111,10 +111,29 @@ def test_a_process_started_by_a_server_but_never_recorded_is_swept(runtime, tmp_
     handle = runtime.launch(_request(tmp_path, "import time; time.sleep(60)"))
     pid = int(handle.split(":")[0])
     restarted = ProcessRuntime(owner=runtime.owner)  # the server after a crash: it knows no handle
-    assert ProcessRuntime(owner="someone-else").sweep(set()) == [], "another server's processes are not ours"
-    assert restarted.sweep({handle}) == [], "a recorded instance is adopted, not killed"
-    assert restarted.sweep(set()) == [pid]
+    assert ProcessRuntime(owner="someone-else").end_unknown(set()) == [], "another server's processes are not ours"
+    assert restarted.end_unknown({handle}) == [], "a recorded instance is adopted, not killed"
+    assert restarted.end_unknown(set()) == [pid]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and runtime.poll(handle) is None:
         time.sleep(0.05)
     assert runtime.poll(handle) is not None
+
+
+def test_readiness_is_the_instances_own_listener_not_whoever_took_its_port(runtime, tmp_path) -> None:
+    """The Docker rolling-update race: a port picked free was taken by another program before the instance
+    bound it, the TCP probe answered for that program, and an old version served after "Running"."""
+    import socket
+
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        port = foreign.getsockname()[1]
+        squatted = runtime.launch(_request(tmp_path, "import time; time.sleep(30)", name="squatted"))
+        assert runtime.listens(squatted, port) is False, "someone else's listener is not the instance's"
+    code = ("import os, socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', int(os.environ['PORT'])))\n"
+            "s.listen()\ntime.sleep(30)")
+    request = _request(tmp_path, code, name="own")
+    request.env["PORT"] = str(port)
+    own = runtime.launch(request)
+    assert wait_until(lambda: runtime.listens(own, port), 10, "the instance to listen")
