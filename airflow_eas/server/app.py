@@ -34,7 +34,7 @@ from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.runtimes.process import ProcessRuntime, instance_user
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
-from airflow_eas.server.views import describe, render_prometheus
+from airflow_eas.server.views import describe, describe_all, render_prometheus
 from airflow_eas.spec import check_name, parse_spec, restore_secrets, spec_dict
 
 log = logging.getLogger("airflow_eas.server")
@@ -184,7 +184,7 @@ class ControlPlane:
         return describe(self.store, self.store.service(name), self.gateway_url).to_dict()
 
     def list(self) -> list[dict]:
-        return [describe(self.store, s, self.gateway_url).to_dict() for s in self.store.services()]
+        return [info.to_dict() for info in describe_all(self.store, self.gateway_url)]
 
     def metrics_of(self, name: str, window: int) -> dict:
         if not self.store.has_service(name):

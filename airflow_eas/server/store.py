@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT NOT NULL, time REAL NOT NULL,
     level TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_of_service ON events(service, id);
 CREATE TABLE IF NOT EXISTS leases (grp TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -260,6 +261,17 @@ class Store:
             "SELECT time, level, message FROM events WHERE service=? ORDER BY id DESC LIMIT ?", (service, limit)
         )
         return [dict(r) for r in reversed(rows)]
+
+    def recent_events(self, limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+        """The last ``limit`` events of every service, oldest first, in one query."""
+        rows = self._q(
+            "SELECT service, time, level, message FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY service ORDER BY"
+            " id DESC) AS n FROM events) WHERE n <= ? ORDER BY service, id", (limit,)
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["service"], []).append({"time": r["time"], "level": r["level"], "message": r["message"]})
+        return out
 
     # -- leases ----------------------------------------------------------------------------
 
