@@ -120,6 +120,11 @@ class ProcessRuntime(Runtime):
                 "to other users): install it where others can read it, or start the server with --instance-user "
                 "root to run instances as the server's user"
             )
+        if not _reachable_by_others(request.workdir.parent):
+            raise DeployFailed(
+                f"the instance user {self.user.pw_name!r} cannot reach its work folder {request.workdir} (a folder "
+                "above the data dir is closed to other users): put the data dir where others may pass through"
+            )
         uid, gid = self.user.pw_uid, self.user.pw_gid
         cache = request.env.get("EAS_CACHE_DIR")
         for folder in (request.workdir, Path(cache) if cache else None):
