@@ -135,7 +135,12 @@ def measure(code: Path | None, sizes: list[int], exe: Path) -> list[dict]:
     data_dir.mkdir(parents=True)
     env = {"PYTHONPATH": str(code)} if code else None
     server = EmbeddedServer(data_dir, free_port(), free_port(), instance_user=None if code else "root", env=env)
-    server.start(timeout=60)
+    here = Path.cwd()
+    os.chdir(code or REPO)  # `python -m` imports the package of its working folder first
+    try:
+        server.start(timeout=60)
+    finally:
+        os.chdir(here)
     rows = []
     try:
         bench = Bench(server, exe)

@@ -140,6 +140,10 @@ class Store:
             raise NotFound(f"service {name!r} not found")
         return self._service(rows[0])
 
+    def deleting(self) -> bool:
+        """Whether a service is being deleted (without reading every spec)."""
+        return bool(self._q("SELECT 1 FROM services WHERE desired=? LIMIT 1", (DELETED,)))
+
     def has_service(self, name: str) -> bool:
         return bool(self._q("SELECT 1 FROM services WHERE name=?", (name,)))
 

@@ -132,7 +132,7 @@ class Reconciler:
                 due = min(due, inst.restart_at or 0)
             elif inst.state != RUNNING:
                 return self.t.tick
-        if any(s.desired == DELETED for s in self.store.services()):
+        if self.store.deleting():
             return self.t.tick
         return max(0.0, min(rest, due - time.time()))
 
