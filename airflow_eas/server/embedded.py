@@ -97,13 +97,12 @@ class EmbeddedServer:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int((self.data_dir / "gateway" / "haproxy.pid").read_text().split()[0]), signal.SIGTERM)
         # instances of a server that was killed and never restarted (a test that failed half-way)
-        runtime = ProcessRuntime()
         with contextlib.suppress(sqlite3.Error):
             db = sqlite3.connect(self.data_dir / "state.db")
-            handles = [h for (h,) in db.execute("SELECT handle FROM instances") if ":" in h and h[0].isdigit()]
+            owner = db.execute("SELECT value FROM settings WHERE key='server_id'").fetchone()
             db.close()
-            for handle in handles:
-                runtime.kill(handle)
+            if owner:
+                ProcessRuntime(owner=owner[0]).end_unknown(set())  # every process it started, recorded or not
 
     def log_tail(self, lines: int = 8) -> str:
         try:
