@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -287,6 +287,9 @@ def _admin_token(path: Path) -> str:
     return token
 
 
+SpecBody = Annotated[dict[str, Any], Body(description="an EAS service spec (a JSON object)")]
+
+
 class ScaleBody(BaseModel):
     instances: int = Field(ge=0, le=64)
 
@@ -374,7 +377,7 @@ def _service_routes(cp: ControlPlane) -> APIRouter:
     v2 = APIRouter(prefix="/api/v2")
 
     @v2.post("/services", status_code=201)
-    def create_service(body: Any = Body(...)) -> dict:
+    def create_service(body: SpecBody) -> dict:
         return cp.create(body)
 
     @v2.get("/services")
@@ -386,7 +389,7 @@ def _service_routes(cp: ControlPlane) -> APIRouter:
         return cp.describe(name)
 
     @v2.put("/services/{name}")
-    def modify_service(name: str, body: Any = Body(...)) -> dict:
+    def modify_service(name: str, body: SpecBody) -> dict:
         return cp.modify(name, body)
 
     @v2.delete("/services/{name}", status_code=204)

@@ -80,6 +80,11 @@ def test_bodies_get_the_answers_the_openapi_document_lists(eas_server) -> None:
                       timeout=10)
     assert r.status_code == 404, r.text
     assert r.json()["code"] == "NotFound", r.text
+    body = doc["paths"]["/api/v2/services"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["type"] == "object", "a spec is an object: null is not allowed by the schema either"
+    r = requests.post(f"{eas_server.endpoint}/api/v2/services", data="null", timeout=10,
+                      headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
     r = requests.post(f"{eas_server.endpoint}/api/v2/groups/g/lease", json={"holder": "me"}, headers=auth, timeout=10)
     assert r.status_code == 200, "ttl_seconds has a default, as the schema says"
     requests.delete(f"{eas_server.endpoint}/api/v2/groups/g/lease", params={"holder": "me"}, headers=auth, timeout=10)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Timings:
     tick: float = 0.1  # the loop's pace while something is in motion (starting, draining, stopping)
-    idle_tick: float = 5.0  # at rest, a pass this often as a safety net (changes and exits wake the loop)
+    idle_tick: float = 30.0  # at rest, a pass this often as a safety net (changes and exits wake the loop)
     poll_tick: float = 1.0  # at rest, for a runtime that cannot report exits: how often instances are polled
     failures_to_fail: int = 3  # consecutive deaths before ready that mark a service Failed
     startup_timeout: float = 300.0  # STARTING this long without being ready: killed, counted as a failure
