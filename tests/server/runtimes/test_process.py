@@ -67,7 +67,8 @@ def test_an_instance_gets_its_spec_env_not_the_servers(runtime, tmp_path, monkey
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
-def test_under_root_an_instance_runs_unprivileged_and_cannot_read_the_servers_secrets(tmp_path) -> None:
+def test_under_root_an_instance_runs_unprivileged_and_cannot_read_the_servers_secrets() -> None:
+    tmp_path = Path(tempfile.mkdtemp(prefix="eas-user-", dir="/tmp"))  # pytest's own folders are 0700
     secret = tmp_path / "state.db"
     secret.write_text("every token")
     secret.chmod(0o600)
@@ -85,6 +86,7 @@ def test_under_root_an_instance_runs_unprivileged_and_cannot_read_the_servers_se
     assert "DENIED" in log, log
     assert "READ" not in log, log
     assert "{}" in log, "the instance reads its own spec"
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.mark.skipif(not InstanceGroup("probe", Limits(None, 64)).dirs, reason="no writable cgroups here")
