@@ -76,6 +76,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     from airflow_eas.server.app import ServerConfig, serve
 
     config = ServerConfig(Path(args.data_dir).resolve(), args.api_port, args.gateway_port, args.host, args.runtime)
+    if args.instance_user is not None:
+        config.instance_user = args.instance_user
     if args.model_server_image:
         config.model_server_image = args.model_server_image
     if args.max_body_mb is not None:
@@ -345,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-server-image", default=None,
                    help="docker runtime: image of processor deployments (env EAS_MODEL_SERVER_IMAGE, "
                         "default airflow-eas/model-server:latest, built by make image)")
+    p.add_argument("--instance-user", default=None,
+                   help="process runtime: the user instances run as (env EAS_INSTANCE_USER; default auto: "
+                        "eas-instance, created when missing, where the server runs as root; root: the server's user)")
     p.set_defaults(func=cmd_server)
 
     client_cmd("create", cmd_create, "create a service from an EAS JSON spec", True).add_argument("spec")
@@ -405,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`eas desc NAME | head`): nothing left to say, and stdout must not be
+        # flushed again at exit (that would print the same error)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - a bug of ours: still one line, never a traceback
         print(f"eas: unexpected error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 2

@@ -105,6 +105,21 @@ class BadRequest(EasError):
     retryable = False
 
 
+class PayloadTooLarge(EasError):
+    """A request body over the platform's limit."""
+
+    status = 413
+    code = "PayloadTooLarge"
+    retryable = False
+
+
+class InsufficientStorage(EasError):
+    """The server's disk is full: nothing was written; retry once space is freed."""
+
+    status = 507
+    code = "InsufficientStorage"
+
+
 class StartupError(EasError):
     """Why a model-server instance cannot become ready; its message is the one line on stderr."""
 
@@ -118,6 +133,8 @@ class StartupError(EasError):
 
 _ALL: tuple[type[EasError], ...] = (
     InvalidSpec,
+    PayloadTooLarge,
+    InsufficientStorage,
     Unauthorized,
     NotFound,
     Conflict,

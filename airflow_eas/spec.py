@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,8 +71,11 @@ class Metadata(_Strict):
 
 
 class EnvVar(_Strict):
+    """One environment variable; ``secret: true`` keeps its value out of every answer and view."""
+
     name: str = Field(min_length=1)
     value: str = ""
+    secret: bool = False
 
     @field_validator("name")
     @classmethod
@@ -305,9 +309,27 @@ def parse_spec(data: dict[str, Any] | str | bytes) -> ServiceSpec:
     """Validate an EAS service spec (dict or JSON text); raise InvalidSpec naming each bad field."""
     data = spec_dict(data)
     try:
-        return ServiceSpec.model_validate(data)
+        spec = ServiceSpec.model_validate(data)
     except ValidationError as exc:
         raise InvalidSpec(f"invalid service spec: {format_errors(exc)}") from None
+    _check_commands(spec)
+    return spec
+
+
+def _check_commands(spec: ServiceSpec) -> None:
+    """The process runtime splits ``command`` as a shell would: what it could not run is refused when the
+    spec is accepted. Checked here, at the edge, not in the model: a spec an older server stored must still
+    load (and fail alone when launched)."""
+    for i, container in enumerate(spec.containers or []):
+        if container.command is None:
+            continue
+        try:
+            argv = shlex.split(container.command)
+        except ValueError as exc:
+            raise InvalidSpec(f"invalid service spec: containers.{i}.command: {container.command!r} cannot be split "
+                              f"into arguments ({exc}); check its quotes") from None
+        if not argv:
+            raise InvalidSpec(f"invalid service spec: containers.{i}.command: must name a program to run")
 
 
 def load_spec_file(path: str | Path) -> ServiceSpec:
@@ -343,27 +365,73 @@ def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, A
 
 
 REDACTED = "******"
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+# Env names that hold secrets whatever ``secret`` says (EAS users put keys in env without marking them)
+_SECRET_NAME = re.compile(r"(?i)(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|API_KEY|CREDENTIAL)")
+
+
+def env_is_secret(env: dict[str, Any]) -> bool:
+    """An env entry whose value is never shown: marked ``secret: true`` or named like a credential."""
+    return bool(env.get("secret")) or bool(_SECRET_NAME.search(str(env.get("name", ""))))
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the user-info of every URL in it (``https://user:pw@host``) replaced."""
+    return _URL_USERINFO.sub(r"\1***@", text)
+
+
+def _secret_slots(spec: dict[str, Any]) -> dict[tuple[str, ...], str]:
+    """Every secret value of a spec by a stable key: git passwords by mount path, env values by name,
+    URLs with credentials by where they are."""
+    slots: dict[tuple[str, ...], str] = {}
+    for mount in spec.get("storage") or []:
+        git = mount.get("git") if isinstance(mount, dict) else None
+        if isinstance(git, dict):
+            where = str(mount.get("mount_path"))
+            if git.get("password"):
+                slots[("git.password", where)] = git["password"]
+            if isinstance(git.get("repo"), str) and redact_url(git["repo"]) != git["repo"]:
+                slots[("git.repo", where)] = git["repo"]
+    for c, container in enumerate(spec.get("containers") or []):
+        for env in (container.get("env") or []) if isinstance(container, dict) else []:
+            if isinstance(env, dict) and isinstance(env.get("value"), str) and env["value"]:
+                if env_is_secret(env) or redact_url(env["value"]) != env["value"]:
+                    slots[("env", str(c), str(env.get("name")))] = env["value"]
+    return slots
+
+
+def _slot_refs(spec: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any], str]]:
+    """(key, the dict holding the value, its field) of every secret slot of ``spec``."""
+    refs = []
+    for mount in spec.get("storage") or []:
+        git = mount.get("git") if isinstance(mount, dict) else None
+        if isinstance(git, dict):
+            where = str(mount.get("mount_path"))
+            refs += [(("git.password", where), git, "password"), (("git.repo", where), git, "repo")]
+    for c, container in enumerate(spec.get("containers") or []):
+        for env in (container.get("env") or []) if isinstance(container, dict) else []:
+            if isinstance(env, dict):
+                refs.append((("env", str(c), str(env.get("name"))), env, "value"))
+    return refs
 
 
 def redact_secrets(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec as it may be shown: git passwords replaced by REDACTED."""
+    """The spec as it may be shown: git passwords, secret env values and URL credentials replaced."""
     out = json.loads(json.dumps(spec))
-    for mount in out.get("storage") or []:
-        git = mount.get("git") if isinstance(mount, dict) else None
-        if isinstance(git, dict) and git.get("password"):
-            git["password"] = REDACTED
+    slots = _secret_slots(out)
+    for key, holder, field in _slot_refs(out):
+        if key in slots:
+            whole = field == "password" or (field == "value" and env_is_secret(holder))
+            holder[field] = REDACTED if whole else redact_url(holder[field])
     return out
 
 
 def restore_secrets(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
-    """Put back the secrets a user's edit of a shown (redacted) spec left as REDACTED, by mount path."""
-    kept = {
-        m.get("mount_path"): m["git"]["password"]
-        for m in stored.get("storage") or []
-        if isinstance(m, dict) and isinstance(m.get("git"), dict) and m["git"].get("password")
-    }
-    for mount in new.get("storage") or []:
-        git = mount.get("git") if isinstance(mount, dict) else None
-        if isinstance(git, dict) and git.get("password") == REDACTED and mount.get("mount_path") in kept:
-            git["password"] = kept[mount["mount_path"]]
+    """Put back the secrets a user's edit of a shown (redacted) spec left redacted, by where they are."""
+    kept = _secret_slots(stored)
+    shown = redact_secrets(stored)
+    shown_values = {key: holder[field] for key, holder, field in _slot_refs(shown)}
+    for key, holder, field in _slot_refs(new):
+        if key in kept and holder.get(field) == shown_values.get(key):
+            holder[field] = kept[key]
     return new

@@ -6,35 +6,39 @@ process or the gateway themselves. Every route needs the admin token.
 
 from __future__ import annotations
 
-import hmac
+import errno
 import logging
 import os
 import secrets
 import signal
 import socket
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_eas import __version__
-from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, Unauthorized
+from airflow_eas.errors import Conflict, EasError, InsufficientStorage, InvalidSpec, NotFound, PayloadTooLarge
 from airflow_eas.platform.base import GroupInfo, GroupMember, GuardSettings, Metrics
 from airflow_eas.server.console import mount_console
+from airflow_eas.server.front_door import FrontDoor
 from airflow_eas.server.gateway import Gateway, GatewayTimings
 from airflow_eas.server.guard import RolloutGuard
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
-from airflow_eas.server.runtimes.process import ProcessRuntime
+from airflow_eas.server.runtimes.process import ProcessRuntime, instance_user
 from airflow_eas.server.series import SeriesSampler, SeriesStore
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
-from airflow_eas.server.views import describe, render_prometheus
+from airflow_eas.server.views import describe, describe_all, render_prometheus
 from airflow_eas.spec import ServiceSpec, check_name, parse_spec, restore_secrets, spec_dict
 
 log = logging.getLogger("airflow_eas.server")
@@ -54,6 +58,10 @@ class ServerConfig:
     pull_images: bool = field(default_factory=lambda: os.environ.get("EAS_DOCKER_PULL", "1") not in ("0", "false"))
     # object store of oss:// mounts and locations (env EAS_OSS_ENDPOINT, EAS_OSS_ACCESS_KEY_ID, ...)
     oss: OssConfig = field(default_factory=OssConfig.from_env)
+    # process runtime: who instances run as (see runtimes/process.py: instance_user)
+    instance_user: str = field(default_factory=lambda: os.environ.get("EAS_INSTANCE_USER", "auto"))
+    # the largest request body the control plane reads (a spec; 413 past it)
+    max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("EAS_MAX_SPEC_BYTES", str(1024 * 1024))))
 
 
 class ControlPlane:
@@ -63,10 +71,13 @@ class ControlPlane:
         self.config = config
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        _restrict_data_dir(data_dir)
         self.admin_token = _admin_token(data_dir / "admin_token")
         # read-only: a Prometheus scraper holds this one, which opens /metrics and nothing else
         self.metrics_token = _admin_token(data_dir / "metrics_token")
         self.store = Store(data_dir / "state.db")
+        owner = self.store.setting("server_id") or secrets.token_hex(8)
+        self.store.set_setting("server_id", owner)  # marks the processes this server starts (EAS_OWNER)
         remembered = self.store.setting("metrics_port")
         # a new secret at each start: the log lines of a gateway adopted from a previous run are dropped
         # until it is reloaded with this one (adopting compares configs, so that happens at once)
@@ -79,8 +90,9 @@ class ControlPlane:
             timings=GatewayTimings(wait=timings.gateway_wait), max_body=round(config.max_body_mb * 1024 * 1024),
             log_secret=log_secret,
         )
+        (data_dir / "gateway").chmod(0o700)  # HAProxy's config and maps hold every service token
         storage_for(data_dir, config.oss)
-        self.runtime = _runtime(config)
+        self.runtime = _runtime(config, owner)
         self.reconciler = Reconciler(self.store, self.runtime, self.gateway, self.metrics, data_dir, timings)
         self.series = SeriesStore(data_dir / "series.db")
         self.sampler = SeriesSampler(self.series, self.metrics, self.store, self.runtime)
@@ -194,7 +206,7 @@ class ControlPlane:
         return describe(self.store, self.store.service(name), self.gateway_url).to_dict()
 
     def list(self) -> list[dict]:
-        return [describe(self.store, s, self.gateway_url).to_dict() for s in self.store.services()]
+        return [info.to_dict() for info in describe_all(self.store, self.gateway_url)]
 
     def metrics_of(self, name: str, window: int) -> dict:
         if not self.store.has_service(name):
@@ -339,9 +351,9 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _runtime(config: ServerConfig):
+def _runtime(config: ServerConfig, owner: str):
     if config.runtime == "process":
-        return ProcessRuntime()
+        return ProcessRuntime(owner=owner, user=instance_user(config.instance_user))
     if config.runtime == "docker":
         from airflow_eas.server.runtimes.docker import DockerRuntime
 
@@ -349,8 +361,18 @@ def _runtime(config: ServerConfig):
     raise InvalidSpec(f"--runtime {config.runtime!r}: the runtimes are: process, docker")
 
 
+def _restrict_data_dir(data_dir: Path) -> None:
+    """Instances pass through the data dir to their own folders but can list nothing; what holds secrets
+    is the server's alone (files 0600, the gateway's and the logs' folders 0700)."""
+    data_dir.chmod(0o711)
+    for folder, mode in (("logs", 0o700), ("services", 0o711), ("cache", 0o711)):
+        (data_dir / folder).mkdir(exist_ok=True)
+        (data_dir / folder).chmod(mode)
+
+
 def _admin_token(path: Path) -> str:
     if path.exists():
+        path.chmod(0o600)
         return path.read_text().strip()
     token = secrets.token_urlsafe(32)
     path.touch(mode=0o600)
@@ -359,25 +381,37 @@ def _admin_token(path: Path) -> str:
     return token
 
 
-def _bearer_is(request: Request, token: str) -> bool:
-    given = request.headers.get("authorization", "")
-    if given.lower().startswith("bearer "):
-        given = given[7:]
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+SpecBody = Annotated[dict[str, Any], Body(description="an EAS service spec (a JSON object)")]
+
+
+class ScaleBody(BaseModel):
+    instances: int = Field(ge=0, le=64)
+
+
+class TrafficBody(BaseModel):
+    weights: dict[str, int] = Field(min_length=1, examples=[{"fraud_green": 20, "fraud_blue": 80}])
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "InvalidSpec: the body or a parameter is not valid (names the field)"},
+    401: {"model": ErrorBody, "description": "Unauthorized: missing or wrong admin token"},
+    404: {"model": ErrorBody, "description": "NotFound: no such service or group"},
+    409: {"model": ErrorBody, "description": "Conflict: the name is taken, the service is being deleted, the "
+                                             "group is leased"},
+    413: {"model": ErrorBody, "description": "PayloadTooLarge: the body is over EAS_MAX_SPEC_BYTES"},
+    507: {"model": ErrorBody, "description": "InsufficientStorage: the server's disk is full"},
+}
 
 
 def build_app(cp: ControlPlane) -> FastAPI:
     app = FastAPI(title="airflow-eas control plane", version=__version__,
-                  description="EAS-style service API of `eas server`. Every call needs the admin token.")
-
-    def auth(request: Request) -> None:
-        if not _bearer_is(request, cp.admin_token):
-            raise Unauthorized("missing or wrong admin token (Authorization: Bearer <DATA_DIR/admin_token>)")
-
-    def metrics_auth(request: Request) -> None:
-        if not (_bearer_is(request, cp.metrics_token) or _bearer_is(request, cp.admin_token)):
-            raise Unauthorized("missing or wrong token: /metrics takes DATA_DIR/metrics_token (read-only) or the "
-                               "admin token (Authorization: Bearer <token>)")
+                  description="EAS-style service API of `eas server`. Every call needs the admin token "
+                              "(Authorization: Bearer <DATA_DIR/admin_token>).")
 
     @app.exception_handler(EasError)
     async def _eas_error(_: Request, exc: EasError) -> JSONResponse:
@@ -388,13 +422,26 @@ def build_app(cp: ControlPlane) -> FastAPI:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse(InvalidSpec("; ".join(parts)).to_dict(), status_code=400)
 
-    auth_dep = [Depends(auth)]
-    app.include_router(_service_routes(cp), dependencies=auth_dep)
-    app.include_router(_service_control_routes(cp), dependencies=auth_dep)
-    app.include_router(_group_routes(cp), dependencies=auth_dep)
-    app.include_router(_lease_routes(cp), dependencies=auth_dep)
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = PayloadTooLarge("request body over the control plane's limit") if exc.status_code == 413 else \
+            EasError(str(exc.detail), status=exc.status_code)
+        return JSONResponse(error.to_dict(), status_code=exc.status_code)
 
-    @app.get("/metrics", dependencies=[Depends(metrics_auth)])
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        error = as_eas_error(exc)
+        if error.status == 500:
+            log.exception("unexpected error in a request", exc_info=exc)
+        return JSONResponse(error.to_dict(), status_code=error.status)
+
+    # Tokens are checked by the front door (FrontDoor) before any body is read.
+    app.include_router(_service_routes(cp), responses=ERRORS)
+    app.include_router(_service_control_routes(cp), responses=ERRORS)
+    app.include_router(_group_routes(cp), responses=ERRORS)
+    app.include_router(_lease_routes(cp), responses=ERRORS)
+
+    @app.get("/metrics", responses={401: ERRORS[401]})
     def prometheus() -> Response:
         return Response(render_prometheus(cp.store, cp.metrics), media_type=CONTENT_TYPE_LATEST)
 
@@ -402,12 +449,27 @@ def build_app(cp: ControlPlane) -> FastAPI:
     return app
 
 
+def guarded(cp: ControlPlane, app: FastAPI) -> FrontDoor:
+    """The app behind its front door: the token and the body size are checked before a body is read."""
+    return FrontDoor(app, cp.admin_token, cp.config.max_body_bytes, metrics_token=cp.metrics_token)
+
+
+def as_eas_error(exc: Exception) -> EasError:
+    """An error with no place in the API as the one the client should see: a full disk is a 507 that says so,
+    the rest a JSON 500 naming the error."""
+    full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+        isinstance(exc, sqlite3.OperationalError) and "full" in str(exc))
+    if full:
+        return InsufficientStorage(f"the server's disk is full ({exc}); nothing was changed: free space and retry")
+    return EasError(f"internal error: {type(exc).__name__}: {exc}")
+
+
 def _service_routes(cp: ControlPlane) -> APIRouter:
     """Creating, reading, changing and deleting services."""
     v2 = APIRouter(prefix="/api/v2")
 
     @v2.post("/services", status_code=201)
-    def create_service(body: Any = Body(...)) -> dict:
+    def create_service(body: SpecBody) -> dict:
         return cp.create(body)
 
     @v2.get("/services")
@@ -419,7 +481,7 @@ def _service_routes(cp: ControlPlane) -> APIRouter:
         return cp.describe(name)
 
     @v2.put("/services/{name}")
-    def modify_service(name: str, body: Any = Body(...)) -> dict:
+    def modify_service(name: str, body: SpecBody) -> dict:
         return cp.modify(name, body)
 
     @v2.delete("/services/{name}", status_code=204)
@@ -435,8 +497,8 @@ def _service_control_routes(cp: ControlPlane) -> APIRouter:
     v2 = APIRouter(prefix="/api/v2")
 
     @v2.post("/services/{name}/scale")
-    def scale_service(name: str, body: dict = Body(...)) -> dict:
-        return cp.scale(name, body.get("instances"))
+    def scale_service(name: str, body: ScaleBody) -> dict:
+        return cp.scale(name, body.instances)
 
     @v2.post("/services/{name}/start")
     def start_service(name: str) -> dict:
@@ -475,8 +537,8 @@ def _group_routes(cp: ControlPlane) -> APIRouter:
         return cp.group(name)
 
     @v2.put("/groups/{name}/traffic")
-    def set_traffic(name: str, body: dict = Body(...)) -> dict:
-        return cp.set_traffic(name, body.get("weights"))
+    def set_traffic(name: str, body: TrafficBody) -> dict:
+        return cp.set_traffic(name, body.weights)
 
     @v2.post("/groups/{name}/events", status_code=204)
     def add_group_event(name: str, body: dict = Body(...)) -> Response:
@@ -530,7 +592,7 @@ def serve(config: ServerConfig) -> None:
         raise EasError(f"--gateway-port {config.gateway_port}: the port is in use on {config.host}")
     cp = ControlPlane(config)
     cp.start()
-    app = build_app(cp)
+    app = guarded(cp, build_app(cp))
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.api_port, log_level="warning",
                                            access_log=False))
     stopping = threading.Event()

@@ -185,7 +185,11 @@ class MetricsCollector:
         back to every request), from its rate over the last three seconds."""
         plan = {}
         last_full_second = (now if now is not None else time.time()) - 1  # the running second is partial
-        for route in routes:
+        with self._lock:
+            # a route with no traffic kept and logging everything needs no look: at rest this costs nothing
+            # however many routes there are
+            busy = [r for r in routes if r in self._series or current.get(r, 1000) != 1000]
+        for route in busy:
             rate = self.window(route, 3, now=last_full_second).requests / 3
             wanted = 1000 if rate <= LINES_PER_SECOND else max(1, round(1000 * LINES_PER_SECOND / rate))
             now = current.get(route, 1000)

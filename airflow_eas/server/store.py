@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_eas.errors import Conflict, NotFound, RolloutAborted
+from airflow_eas.errors import Conflict, EasError, NotFound, RolloutAborted
 from airflow_eas.platform.base import LEASE_HELD, LEASE_LAPSED, LEASE_REVOKED, GuardSettings, Lease
 
 SCHEMA = """
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT NOT NULL, time REAL NOT NULL,
     level TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_of_service ON events(service, id);
 CREATE TABLE IF NOT EXISTS leases (grp TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -86,15 +87,34 @@ class InstanceRow:
     restart_at: float | None = None
 
 
+SECRET_FILE_MODE = 0o600  # the store holds every token, env value and git password
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        self._migrate()
+        self.path = path
+        if path.exists() and path.stat().st_size == 0:
+            # an empty file is what a crash during creation or a truncation leaves: starting empty would
+            # forget every service without a word
+            raise EasError(f"{path} is empty (0 bytes): restore it from a backup, or remove it to start with "
+                           "no services")
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise EasError(f"{path} is not a usable state database ({exc}): restore it from a backup, or move "
+                           "it aside to start with no services") from None
+        for suffix in ("", "-wal", "-shm"):
+            restrict(Path(f"{path}{suffix}"))
+
+    def close(self) -> None:
+        with self.lock:
+            self._db.close()
 
     def _migrate(self) -> None:
         """Columns added after the first release (an older state.db gets them with their defaults)."""
@@ -137,6 +157,10 @@ class Store:
         if not rows:
             raise NotFound(f"service {name!r} not found")
         return self._service(rows[0])
+
+    def deleting(self) -> bool:
+        """Whether a service is being deleted (without reading every spec)."""
+        return bool(self._q("SELECT 1 FROM services WHERE desired=? LIMIT 1", (DELETED,)))
 
     def has_service(self, name: str) -> bool:
         return bool(self._q("SELECT 1 FROM services WHERE name=?", (name,)))
@@ -260,6 +284,17 @@ class Store:
         )
         return [dict(r) for r in reversed(rows)]
 
+    def recent_events(self, limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+        """The last ``limit`` events of every service, oldest first, in one query."""
+        rows = self._q(
+            "SELECT service, time, level, message FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY service ORDER BY"
+            " id DESC) AS n FROM events) WHERE n <= ? ORDER BY service, id", (limit,)
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["service"], []).append({"time": r["time"], "level": r["level"], "message": r["message"]})
+        return out
+
     # -- leases ----------------------------------------------------------------------------
 
     @staticmethod
@@ -329,3 +364,11 @@ class Store:
 
     def release_lease(self, grp: str, holder: str) -> None:
         self._x("DELETE FROM leases WHERE grp=? AND holder=?", (grp, holder))
+
+
+def restrict(path: Path) -> None:
+    """Owner-only access to a file holding secrets (when it exists)."""
+    try:
+        path.chmod(SECRET_FILE_MODE)
+    except FileNotFoundError:
+        pass

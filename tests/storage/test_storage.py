@@ -3,7 +3,6 @@ local and nfs rules, and an oss:// model deployed through a real `eas server`.""
 
 from __future__ import annotations
 
-import datetime
 import os
 import subprocess
 from pathlib import Path
@@ -16,8 +15,6 @@ from airflow_eas.server.embedded import start_embedded
 from airflow_eas.server.storage import SYNTHETIC_ROOT, ObjectStore, OssConfig, Storage, clone, scrub
 from airflow_eas.spec import GitMount, parse_spec
 from tests.conftest import wait_until
-
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def _oss(env: dict[str, str]) -> OssConfig:
@@ -37,24 +34,6 @@ def bucket(s3_server):
     s3.put_object(Bucket="models", Key="fraud/v1/sub/extra.txt", Body=b"extra")
     s3.put_object(Bucket="models", Key="fraud/v1/", Body=b"")  # a folder marker, as consoles make them
     return s3
-
-
-def test_sigv4_signature_matches_botocore(s3_server) -> None:
-    botocore = pytest.importorskip("botocore")
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    config = _oss(s3_server)
-    store = ObjectStore("http://127.0.0.1:9000", config)
-    for path, qs in [("/models/fraud/v1/model%20a.txt", ""), ("/models", "list-type=2&prefix=fraud%2Fv1%2F")]:
-        url = f"http://127.0.0.1:9000{path}" + (f"?{qs}" if qs else "")
-        req = AWSRequest(method="GET", url=url, headers={"x-amz-content-sha256": EMPTY_SHA256})
-        creds = Credentials(config.access_key_id, config.access_key_secret)
-        S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
-        when = datetime.datetime.strptime(req.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
-        ours = store._sign("GET", "127.0.0.1:9000", path, qs, now=when)
-        assert ours["Authorization"] == req.headers["Authorization"], botocore.__version__
 
 
 def test_oss_folder_download_is_cached_by_listing(s3_server, bucket, tmp_path: Path) -> None:

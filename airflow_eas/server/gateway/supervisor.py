@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from airflow_eas.errors import EasError
 from airflow_eas.server.gateway.config import DEFAULT_MAX_BODY, GatewayConfig, read_map
 from airflow_eas.server.gateway.runtime import MasterCli
@@ -207,11 +209,10 @@ class Gateway:
 
 def _is_haproxy(pid: int) -> bool:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        proc = psutil.Process(pid)
+        return any("haproxy" in part for part in proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    return b"haproxy" in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _tail(path: Path, lines: int) -> str:

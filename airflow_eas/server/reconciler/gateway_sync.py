@@ -97,7 +97,8 @@ class GatewaySync:
                 count_sessions = self._count_sessions
             if state is None:
                 continue
-            self._apply(state, version)
+            if version != done or not self.gateway.alive():  # at rest only a liveness look: O(1), not O(routes)
+                self._apply(state, version)
             done = version
             if count_sessions:
                 self.sessions = Sessions(handed_at, self.gateway.sessions())

@@ -7,6 +7,7 @@ import json
 import secrets
 import shutil
 import socket
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,12 +16,14 @@ from airflow_eas.server.storage import storage_for
 from airflow_eas.server.store import InstanceRow
 from airflow_eas.spec import ServiceSpec
 
+SEARCH_ONLY = 0o711  # folders instances pass through: no listing, every secret file inside is 0600
 LOG_TAIL_BYTES = 64 * 1024  # enough for the last lines of any log, read without loading a large one
 
 
 class Launcher:
-    def __init__(self, runtime: Runtime, data_dir: Path, workers: int = 4) -> None:
+    def __init__(self, runtime: Runtime, data_dir: Path, workers: int = 4, record_delay: float = 0.0) -> None:
         self.runtime, self.data_dir = runtime, data_dir
+        self.record_delay = record_delay  # tests: a crash between a launch and the saving of its handle
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eas-launch")
         self._launching: dict[str, Future[str]] = {}
 
@@ -47,10 +50,15 @@ class Launcher:
         self, name: str, version: int, raw_spec: dict, spec: ServiceSpec, instance_id: str, port: int, log_path: Path
     ) -> str:
         workdir = self.data_dir / "services" / name / f"v{version}"
-        workdir.mkdir(parents=True, exist_ok=True)
+        for folder in (workdir.parent.parent, workdir.parent):
+            folder.mkdir(mode=SEARCH_ONLY, exist_ok=True)
+        workdir.mkdir(mode=0o700, exist_ok=True)
         # local, nfs, git and oss mounts (and oss:// locations) as host folders
         prepared = storage_for(self.data_dir).prepare(name, version, spec, self.runtime.name)
-        (workdir / "spec.json").write_text(json.dumps(prepared.spec))
+        spec_file = workdir / "spec.json"  # it holds the service's env values and credentials
+        spec_file.touch(mode=0o600)
+        spec_file.chmod(0o600)
+        spec_file.write_text(json.dumps(prepared.spec))
         env = {
             "PORT": str(port),
             "EAS_SERVICE_NAME": name,
@@ -63,7 +71,10 @@ class Launcher:
             # they need their public prefix only to write links
             env["EAS_ROOT_PATH"] = f"/api/predict/{name}"
             env.update({e.name: e.value for e in spec.containers[0].env})
-        return self.runtime.launch(LaunchRequest(instance_id, spec, port, env, log_path, workdir))
+        handle = self.runtime.launch(LaunchRequest(instance_id, spec, port, env, log_path, workdir))
+        if self.record_delay:
+            time.sleep(self.record_delay)
+        return handle
 
     # -- files -------------------------------------------------------------------------------
 

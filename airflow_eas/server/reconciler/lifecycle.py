@@ -116,11 +116,15 @@ class Lifecycle:
                 took = now - (inst.started_at or now)
                 self.store.add_event(svc.name, "info", f"instance {inst.id} is ready ({took:.1f} s after start)")
         elif now - inst.state_since > self.t.startup_timeout:
-            self.bg.fire("kill", self.runtime.kill, inst.handle)
+            if inst.handle:
+                self.bg.fire("kill", self.runtime.kill, inst.handle)
             self.died_before_ready(svc, inst, f"not ready after {self.t.startup_timeout:.0f} s")
 
     def _running(self, svc: ServiceRow | None, spec: ServiceSpec | None, inst: InstanceRow, now: float) -> None:
-        status = self.bg.observe(inst.id, RUNNING, partial(self.runtime.poll, inst.handle))
+        if self.runtime.instant_poll:  # read at once: the pass an exit wakes sees it (no later pass is due)
+            status = self.runtime.poll(inst.handle)
+        else:
+            status = self.bg.observe(inst.id, RUNNING, partial(self.runtime.poll, inst.handle))
         if status is PENDING or status is None:
             return
         delay = self.backoff_delay(inst.restarts)
@@ -170,7 +174,9 @@ class Lifecycle:
         ready = status is None and kind is not None and is_ready(
             kind, port, probe_timeout=self.t.probe_timeout, connect_timeout=self.t.connect_timeout
         )
-        return status, ready
+        # a port picked free can be taken by another program before the instance binds it: then the probe
+        # answers for that program (an old version, someone else's service), never for this instance
+        return status, ready and self.runtime.listens(handle, port) is not False
 
     # -- transitions ---------------------------------------------------------------------------
 
@@ -243,10 +249,13 @@ class Lifecycle:
             return True
         try:
             inst.handle = future.result()
-        except DeployFailed as exc:
+        except Exception as exc:  # noqa: BLE001 - any launch failure is this instance's, never the loop's
             inst.handle = ""
+            what = exc.message if isinstance(exc, DeployFailed) else f"{type(exc).__name__}: {exc}"
             if inst.state == STARTING:
-                self.died_before_ready(svc, inst, f"could not start ({exc.message})")
+                self.died_before_ready(svc, inst, f"could not start ({what})")
+            elif inst.state == STOPPING:
+                self.store.save_instance(inst)
             return inst.state != BACKOFF
         self.store.save_instance(inst)
         if inst.state == STOPPING:  # retired while it was being launched

@@ -53,7 +53,7 @@ class Reconciler:
         self._stopped = threading.Event()
         self._errors = ErrorThrottle(log, self.t.error_log_period)
         self._gateway_errors = ErrorThrottle(log, self.t.error_log_period)
-        self.launcher = Launcher(runtime, data_dir)
+        self.launcher = Launcher(runtime, data_dir, record_delay=self.t.launch_record_delay)
         self._background = Background(8, "eas-observe")
         self.sync = GatewaySync(
             gateway, sampler=self._adjust_sampling, sampling_period=self.t.sampling_period,
@@ -62,6 +62,7 @@ class Reconciler:
         self.lifecycle = Lifecycle(store, runtime, self.launcher, self._background, self.t, lambda: self.sync.sessions)
         self._handover_lock = threading.Lock()  # a state is projected and handed over as one step
         self._draining = False
+        self._exit_events = False  # the runtime wakes the loop when an instance ends
         self._thread = threading.Thread(target=self._loop, name="eas-reconciler", daemon=True)
 
     @property
@@ -71,6 +72,7 @@ class Reconciler:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._exit_events = self.runtime.on_exit(self.wake)
         self._adopt()
         self.gateway.ensure_running(self.gateway_state())
         self.sync.start()
@@ -104,19 +106,43 @@ class Reconciler:
                 time.sleep(self.t.stop_poll)
             if self.runtime.poll(handle) is None:
                 self.runtime.kill(handle)
+        self.runtime.end_unknown(set())  # anything else it started (a launch whose handle was never saved)
 
     def _loop(self) -> None:
         while not self._stopped.is_set():
+            self._wake.clear()
             try:
                 self.tick()
                 self._errors.clear()
+                wait = self._next_wait()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one bad tick
                 self._errors.report("reconcile failed", exc)
-            self._wake.wait(self.t.tick)
-            self._wake.clear()
+                wait = self.t.tick
+            self._wake.wait(wait)
+
+    def _next_wait(self) -> float:
+        """Until the next pass is due: soon while anything is in motion, else when the earliest timer
+        (a backoff) is due; at rest, exits and API calls wake the loop and the idle pass is a safety net."""
+        if self.lifecycle.promotions.ids():
+            return self.t.tick
+        rest = self.t.idle_tick if self._exit_events else self.t.poll_tick
+        due = time.time() + rest
+        for inst in self.store.instances():
+            if inst.state == BACKOFF:
+                due = min(due, inst.restart_at or 0)
+            elif inst.state != RUNNING:
+                return self.t.tick
+        if self.store.deleting():
+            return self.t.tick
+        return max(0.0, min(rest, due - time.time()))
 
     def _adopt(self) -> None:
-        """After a restart: keep instances that still run, relaunch the ones that died."""
+        """After a restart: end what was started but never recorded, keep instances that still run, relaunch
+        the ones that died."""
+        swept = self.runtime.end_unknown({i.handle for i in self.store.instances() if i.handle})
+        if swept:
+            log.warning("ended %d instance process(es) started before a crash whose handle was never saved: %s",
+                        len(swept), ", ".join(map(str, swept)))
         now = time.time()
         for inst in self.store.instances():
             if inst.handle and self.runtime.adopt(inst.handle):
@@ -168,13 +194,27 @@ class Reconciler:
         for name, insts in by_service.items():
             if name not in services:  # orphans of a deleted service
                 for inst in insts:
-                    self.lifecycle.advance(None, None, inst)
-                    if inst.state in ACTIVE_STATES:
-                        self.lifecycle.retire(inst)
+                    try:
+                        self.lifecycle.advance(None, None, inst)
+                        if inst.state in ACTIVE_STATES:
+                            self.lifecycle.retire(inst)
+                    except Exception as exc:  # noqa: BLE001 - one instance must not stop the pass
+                        self._errors.report(f"instance {inst.id} of deleted service {name}", exc)
         for svc in services.values():
-            self._reconcile(svc, by_service.get(svc.name, []))
+            try:
+                self._reconcile(svc, by_service.get(svc.name, []))
+            except Exception as exc:  # noqa: BLE001 - one service must not stop the pass for the others
+                self._fail_service(svc, exc)
         self._draining = any(i.state == DRAINING for i in self.store.instances())
         self._hand_over()
+
+    def _fail_service(self, svc: ServiceRow, exc: Exception) -> None:
+        """Record on the service what went wrong with it; the pass goes on with the others."""
+        self._errors.report(f"service {svc.name}", exc)
+        reason = f"the control plane could not reconcile version {svc.version}: {type(exc).__name__}: {exc}"
+        if svc.failed_version != svc.version and self.store.has_service(svc.name):
+            self.store.update_service(svc.name, failed_version=svc.version, reason=reason)
+            self.store.add_event(svc.name, "error", reason)
 
     def _promote_routed(self) -> None:
         """Ready instances the gateway now routes to are RUNNING."""

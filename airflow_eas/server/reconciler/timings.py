@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 
 @dataclass
 class Timings:
-    tick: float = 0.1  # the loop's pace when nothing wakes it
+    tick: float = 0.1  # the loop's pace while something is in motion (starting, draining, stopping)
+    idle_tick: float = 30.0  # at rest, a pass this often as a safety net (changes and exits wake the loop)
+    poll_tick: float = 1.0  # at rest, for a runtime that cannot report exits: how often instances are polled
     failures_to_fail: int = 3  # consecutive deaths before ready that mark a service Failed
     startup_timeout: float = 300.0  # STARTING this long without being ready: killed, counted as a failure
     drain_timeout: float = 30.0  # DRAINING this long: stopped even with requests in flight
@@ -23,3 +26,7 @@ class Timings:
     error_log_period: float = 60.0  # the same loop error is logged at most once per period
     stop_poll: float = 0.05  # while waiting for instances to exit at shutdown
     join_timeout: float = 30.0  # the loop thread finishing its tick at shutdown
+    # a pause between starting an instance and saving its handle: only crash tests set it (the server is a
+    # separate process there, hence the environment variable)
+    launch_record_delay: float = field(
+        default_factory=lambda: float(os.environ.get("EAS_TEST_LAUNCH_RECORD_DELAY", "0") or 0))

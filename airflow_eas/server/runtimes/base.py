@@ -8,6 +8,7 @@ find its instance again after the control plane restarted (a pid, a container id
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,11 @@ class LaunchRequest:
 @dataclass
 class ExitStatus:
     code: int | None  # None when the runtime could not learn it (an adopted process)
+    reason: str = ""  # what the runtime knows beyond the code (killed for memory)
 
     def describe(self) -> str:
+        if self.reason:
+            return self.reason
         if self.code is None:
             return "exited"
         if self.code < 0:
@@ -46,6 +50,7 @@ class Usage:
 
 class Runtime(ABC):
     name: str
+    instant_poll = False  # poll() never blocks (no engine call): the loop may call it in a pass
 
     @abstractmethod
     def launch(self, request: LaunchRequest) -> str:
@@ -70,6 +75,20 @@ class Runtime(ABC):
     @abstractmethod
     def usage(self, handle: str) -> Usage | None:
         """CPU and memory of the instance (CPU averaged since the last call); None once it has ended."""
+
+    def on_exit(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (from any thread) whenever an instance ends; False when this runtime cannot tell,
+        and the loop must poll its instances on a timer."""
+        return False
+
+    def listens(self, handle: str, port: int) -> bool | None:
+        """Whether the instance itself (not another process that took the port meanwhile) listens on ``port``;
+        None when the runtime cannot tell."""
+        return None
+
+    def end_unknown(self, known: set[str]) -> list[str | int]:
+        """After a restart: end what this server started but whose handle is not in ``known``."""
+        return []
 
     def release(self, handle: str) -> None:  # noqa: B027 - optional hook
         """Forget an instance that has ended (remove a container, ...)."""

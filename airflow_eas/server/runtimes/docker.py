@@ -33,6 +33,7 @@ from docker.types import DeviceRequest, Mount
 
 from airflow_eas.errors import DeployFailed, PlatformUnavailable
 from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime, Usage
+from airflow_eas.server.runtimes.process import pids_listen
 from airflow_eas.server.storage import mounts_for
 
 MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
@@ -211,6 +212,30 @@ class DockerRuntime(Runtime):
         self._remove(handle)
         self._followers.pop(handle, None)
         self._reported_oom.discard(handle)
+
+    def listens(self, handle: str, port: int) -> bool | None:
+        """Host networking: the container's processes are host processes (unless this server runs in a
+        container of its own: then nothing can be told)."""
+        try:
+            top = self.api.top(handle)
+        except (APIError, DockerException, OSError):
+            return None
+        column = top["Titles"].index("PID") if "PID" in top.get("Titles", []) else None
+        if column is None:
+            return None
+        return pids_listen([int(row[column]) for row in top.get("Processes") or []], port)
+
+    def end_unknown(self, known: set[str]) -> list[str | int]:
+        """Remove this server's running containers whose id the store does not hold (created just before a
+        crash, before the id was saved)."""
+        try:
+            running = self.api.containers(filters={"label": f"eas.data_dir={self.data_dir}"})
+        except (APIError, DockerException, OSError):
+            return []
+        unknown = [c["Id"] for c in running if c["Id"] not in known]
+        for cid in unknown:
+            self._remove(cid)
+        return unknown
 
     def sweep(self) -> None:
         """Remove this server's containers that have ended (running ones stay: they are adopted)."""

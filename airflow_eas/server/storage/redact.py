@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import urllib.parse
+
+from airflow_eas.spec import redact_url
 
 
 def scrub(text: str, secrets: list[str | None]) -> str:
     """``text`` without credentials: URL user-info and every given secret (also base64-encoded)."""
-    text = re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
+    text = redact_url(text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
