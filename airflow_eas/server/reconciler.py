@@ -257,7 +257,7 @@ class Reconciler:
             status = self.runtime.poll(inst.handle) if inst.handle else None
             if status is not None:
                 self._died_before_ready(svc, inst, status.describe())
-            elif spec is not None and self._probe(spec, inst.port):
+            elif spec is not None and self._probe(spec, *self.runtime.probe_address(inst.handle, inst.port)):
                 # RUNNING only once the gateway routes to it (see _tick): nobody sees "Running" too early
                 inst.in_gateway = True
                 self.store.save_instance(inst)
@@ -268,7 +268,8 @@ class Reconciler:
                     self.store.add_event(svc.name, "info", f"instance {inst.id} is ready ({took:.1f} s after start)")
             elif now - inst.state_since > self.t.startup_timeout:
                 self.runtime.kill(inst.handle)
-                self._died_before_ready(svc, inst, f"not ready after {self.t.startup_timeout:.0f} s")
+                hint = self.runtime.not_listening(spec, inst.port) if spec is not None else ""
+                self._died_before_ready(svc, inst, f"not ready after {self.t.startup_timeout:.0f} s ({hint})")
         elif inst.state == RUNNING:
             status = self.runtime.poll(inst.handle)
             if status is not None:
@@ -410,14 +411,14 @@ class Reconciler:
             self.runtime.terminate(inst.handle)
         return True
 
-    def _probe(self, spec: ServiceSpec, port: int) -> bool:
+    def _probe(self, spec: ServiceSpec, host: str, port: int) -> bool:
         if spec.kind == "image":
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                with socket.create_connection((host, port), timeout=0.2):
                     return True
             except OSError:
                 return False
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+        conn = http.client.HTTPConnection(host, port, timeout=0.5)
         try:
             conn.request("GET", "/ready")
             return conn.getresponse().status == 200

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from docker.errors import NotFound
 
 from airflow_eas.server.embedded import EmbeddedServer, free_port
 from airflow_eas.spec import parse_spec
@@ -22,7 +23,13 @@ def _containers(docker_client, server: EmbeddedServer, service: str, *, all_: bo
     """{container id: inspect} of the server's containers of one service."""
     labels = [f"eas.service={service}", f"eas.data_dir={server.data_dir.resolve()}"]
     found = docker_client.api.containers(all=all_, filters={"label": labels})
-    return {c["Id"]: docker_client.api.inspect_container(c["Id"]) for c in found}
+    out = {}
+    for c in found:
+        try:
+            out[c["Id"]] = docker_client.api.inspect_container(c["Id"])
+        except NotFound:
+            pass  # removed between the listing and the look (a retired instance)
+    return out
 
 
 def _post(info, body: bytes = b"{}") -> requests.Response:  # noqa: ANN001
@@ -41,12 +48,14 @@ def test_deploy_scale_update_delete(docker_server, docker_client) -> None:  # no
 
     (cid, attrs), = _containers(docker_client, docker_server, "dk_life").items()
     host = attrs["HostConfig"]
-    assert host["NetworkMode"] == "host" and host["RestartPolicy"]["Name"] == "no" and host["Init"] is True
+    assert host["NetworkMode"] == "airflow-eas" and host["RestartPolicy"]["Name"] == "no" and host["Init"] is True
+    published = info.instance_list[0].address.rsplit(":", 1)[1]
+    assert host["PortBindings"] == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": published}]}
     assert host["NanoCpus"] == 500_000_000 and host["Memory"] == 128 * 1024 * 1024
     labels = attrs["Config"]["Labels"]
     assert labels["eas.instance"] == info.instance_list[0].id and labels["eas.service"] == "dk_life"
     env = dict(e.split("=", 1) for e in attrs["Config"]["Env"])
-    assert env["HOST"] == "127.0.0.1" and env["PORT"] == info.instance_list[0].address.rsplit(":", 1)[1]
+    assert env["HOST"] == "0.0.0.0" and env["PORT"] == "8000", "PORT: the declared containers[].port"
     assert attrs["Config"]["Cmd"] == ["python3", "/app/echo_app.py"], "command split without a shell"
     wait_until(lambda: "listening on" in client.logs("dk_life"), 10, "container output in the instance log")
 

@@ -1,7 +1,12 @@
 """The docker runtime: each instance is a container on the local Docker engine.
 
-Containers share the host's network (``network_mode=host``: no bridge is needed and the
-gateway reaches every instance at ``127.0.0.1:$PORT``, as with processes), run under a
+Images run unchanged (EAS: "without modification"): each container is on the platform's
+bridge network ``airflow-eas`` and listens on its own ``containers[0].port`` (the model
+server on 8000), which is published on the instance's free loopback port; the gateway
+routes to ``127.0.0.1:<that port>`` as for processes, so several instances of one image
+run side by side. ``PORT`` (the container port) and ``HOST=0.0.0.0`` are still set for
+images that read them. Readiness is checked on the container's own bridge address: the
+engine's port proxy accepts connections before anything listens. Containers run under a
 tiny init (so SIGTERM reaches the server even as PID 1), and have Docker's restart
 policy ``no``: the reconciler is the one supervisor that restarts, backs off and marks
 a version Failed. The handle is the container id; labels ``eas.service``,
@@ -34,8 +39,11 @@ from docker.types import DeviceRequest, Mount
 from airflow_eas.errors import DeployFailed, PlatformUnavailable
 from airflow_eas.server import storage
 from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime
+from airflow_eas.spec import ServiceSpec
 
 MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
+NETWORK = "airflow-eas"
+MODEL_SERVER_PORT = 8000  # where the model server listens inside its container
 ALIVE = frozenset({"created", "running", "paused", "restarting"})
 
 
@@ -44,7 +52,7 @@ class DockerRuntime(Runtime):
 
     def __init__(
         self, data_dir: Path, *, model_server_image: str = MODEL_SERVER_IMAGE, pull: bool = True,
-        client: docker.DockerClient | None = None,
+        client: docker.DockerClient | None = None, network: str = NETWORK,
     ) -> None:
         try:
             self.client = client or docker.from_env(timeout=60)
@@ -58,6 +66,10 @@ class DockerRuntime(Runtime):
         self.data_dir = str(Path(data_dir).resolve())
         self.model_server_image = model_server_image
         self.pull = pull
+        self.network = network
+        self._addresses: dict[str, str] = {}
+        self._network_lock = threading.Lock()
+        self._network_ready = False
         self._prefix = "eas-" + hashlib.sha256(self.data_dir.encode()).hexdigest()[:6]
         self._followers: dict[str, tuple[threading.Thread, Path]] = {}
         self._reported_oom: set[str] = set()
@@ -101,20 +113,26 @@ class DockerRuntime(Runtime):
             ))
         return out
 
+    @staticmethod
+    def container_port(spec: ServiceSpec) -> int:
+        return spec.containers[0].port if spec.containers else MODEL_SERVER_PORT
+
     def create_args(self, request: LaunchRequest) -> dict:
         spec = request.spec
         image, command = self.image_and_command(request)
+        port = self.container_port(spec)
         env = dict(request.env)
-        env["PORT"] = str(request.port)
-        env.setdefault("HOST", "127.0.0.1")
+        env["PORT"] = str(port)
+        env["HOST"] = "0.0.0.0"  # the container's own network: only the published loopback port reaches it
         env["EAS_MOUNTS"] = "{}"  # inside the container every mount is where the spec says
         meta = spec.metadata
         args: dict = {
             "image": image, "command": command, "name": self.container_name(request.instance_id),
-            "environment": env, "network_mode": "host", "init": True, "detach": True,
+            "environment": env, "network": self.network, "ports": {f"{port}/tcp": ("127.0.0.1", request.port)},
+            "init": True, "detach": True,
             "restart_policy": {"Name": "no"}, "mounts": self.mounts(request),
             "labels": {"eas.service": spec.name, "eas.instance": request.instance_id,
-                       "eas.data_dir": self.data_dir},
+                       "eas.data_dir": self.data_dir, "eas.port": str(port)},
         }
         if spec.kind != "image":
             args["working_dir"] = str(request.workdir)
@@ -130,12 +148,15 @@ class DockerRuntime(Runtime):
 
     def launch(self, request: LaunchRequest) -> str:
         args = self.create_args(request)
+        self._ensure_network()
         self._ensure_image(args["image"])
         self._remove_stale(args["name"])
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             container = self.client.containers.create(**args)
         except (APIError, DockerException) as exc:
+            if "network" in _reason(exc):
+                self._network_ready = False  # removed behind our back: made again on the next launch
             raise DeployFailed(f"cannot create a container of {args['image']}: {_reason(exc)}") from None
         try:
             container.start()
@@ -182,7 +203,32 @@ class DockerRuntime(Runtime):
         self._follow(handle, log_path, since=since)
         return True
 
+    def probe_address(self, handle: str, port: int) -> tuple[str, int]:
+        address = self._addresses.get(handle) if handle else None
+        if address is None and handle:
+            try:
+                info = self.api.inspect_container(handle)
+            except (APIError, DockerException, OSError):
+                info = None
+            if info is not None:
+                ip = (info["NetworkSettings"]["Networks"].get(self.network) or {}).get("IPAddress")
+                bound = (info["Config"].get("Labels") or {}).get("eas.port")
+                if ip and bound:
+                    address = self._addresses[handle] = f"{ip}:{bound}"
+        if address is None:
+            return "127.0.0.1", port
+        host, _, inner = address.rpartition(":")
+        return host, int(inner)
+
+    def not_listening(self, spec: ServiceSpec, port: int) -> str:
+        if spec.kind == "image":
+            inner = self.container_port(spec)
+            return (f"nothing answered on containers[0].port {inner} inside the container: the image must listen "
+                    f"there on all addresses (0.0.0.0), or set containers[0].port to the port it listens on")
+        return super().not_listening(spec, port)
+
     def release(self, handle: str) -> None:
+        self._addresses.pop(handle, None)
         self._settle_logs(handle)
         self._remove(handle)
         self._followers.pop(handle, None)
@@ -200,6 +246,28 @@ class DockerRuntime(Runtime):
             self._remove(c["Id"])
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _ensure_network(self) -> None:
+        """The platform's bridge network, made on first use and shared by every server on this engine."""
+        with self._network_lock:
+            if self._network_ready:
+                return
+            try:
+                if not self._networks():
+                    self.api.create_network(self.network, driver="bridge", labels={"eas.network": "1"})
+                # two servers may have made it at once (the engine allows equal names): the oldest stays
+                extra = sorted(self._networks(), key=lambda n: (n["Created"], n["Id"]))[1:]
+                for net in extra:
+                    try:
+                        self.api.remove_network(net["Id"])
+                    except (APIError, DockerException):
+                        pass  # in use already: the engine then resolves the name to the one we keep
+            except (APIError, DockerException) as exc:
+                raise DeployFailed(f"cannot create the docker network {self.network!r}: {_reason(exc)}") from None
+            self._network_ready = True
+
+    def _networks(self) -> list[dict]:
+        return [n for n in self.api.networks(names=[self.network]) if n["Name"] == self.network]
 
     def _ensure_image(self, image: str) -> None:
         try:
