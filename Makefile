@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# HAProxy (the gateway) and wrk (benchmarks) from Debian's packages where missing.
+# HAProxy (the gateway), wrk (benchmarks) and a Java runtime (the pmml processor) from Debian's packages.
 system:
-	@command -v haproxy >/dev/null && command -v wrk >/dev/null || { \
-	  echo "installing haproxy and wrk with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk >/dev/null; }
+	@command -v haproxy >/dev/null && command -v wrk >/dev/null && command -v java >/dev/null || { \
+	  echo "installing haproxy, wrk and openjdk-17-jre-headless with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk \
+	    openjdk-17-jre-headless >/dev/null; }
 
 # A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
 # Never fails: without an engine the docker tests skip and say why.

@@ -20,7 +20,7 @@ from airflow_eas.errors import InvalidSpec
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 NAME_RULE = "start with a lowercase letter; lowercase letters, digits and underscores; at most 64 characters"
 RESERVED_PORTS = frozenset({8080, 9090})
-BUILTIN_PROCESSORS = ("sklearn", "xgboost", "lightgbm", "onnx")
+BUILTIN_PROCESSORS = ("sklearn", "xgboost", "lightgbm", "onnx", "pmml")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_\-.=+/]{8,128}$")
 
 
