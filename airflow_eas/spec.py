@@ -7,6 +7,8 @@ This module imports nothing else from the package but :mod:`airflow_eas.errors`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import posixpath
 import re
@@ -187,6 +189,7 @@ class ServiceSpec(_Strict):
     storage: list[StorageMount] = Field(default_factory=list)
     token: str | None = None
     cloud: dict[str, Any] | None = None
+    dockerAuth: str | None = None  # noqa: N815 - EAS field name: base64 of "user:password" for the image's registry
 
     @field_validator("name")
     @classmethod
@@ -200,6 +203,13 @@ class ServiceSpec(_Strict):
     def _token(cls, value: str | None) -> str | None:
         if value is not None and not TOKEN_PATTERN.match(value):
             raise ValueError("must be 8-128 characters of letters, digits and _-.=+/")
+        return value
+
+    @field_validator("dockerAuth")
+    @classmethod
+    def _docker_auth(cls, value: str | None) -> str | None:
+        if value is not None and value != REDACTED:
+            docker_auth_pair(value)
         return value
 
     @field_validator("processor")
@@ -234,6 +244,8 @@ class ServiceSpec(_Strict):
             missing = [f for f in ("processor_path", "processor_entry", "processor_mainclass") if not getattr(self, f)]
             if missing:
                 raise ValueError(f"a custom processor needs {', '.join(missing)}")
+        if self.dockerAuth and not self.containers:
+            raise ValueError("dockerAuth is for image deployments (containers[].image): nothing here is pulled")
         if self.processor and not self.model_path:
             raise ValueError(f"processor {self.processor!r} needs model_path")
         mounts = [m.mount_path for m in self.storage]
@@ -324,9 +336,22 @@ def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, A
 REDACTED = "******"
 
 
+def docker_auth_pair(value: str) -> tuple[str, str]:
+    """EAS's ``dockerAuth``: base64 of ``user:password``, as (user, password)."""
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("must be base64 of user:password (e.g. `printf user:pass | base64`)") from None
+    if not sep or not user:
+        raise ValueError("must be base64 of user:password: the decoded text has no 'user:' part")
+    return user, password
+
+
 def redact_secrets(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec as it may be shown: git passwords replaced by REDACTED."""
+    """The spec as it may be shown: git passwords and dockerAuth replaced by REDACTED."""
     out = json.loads(json.dumps(spec))
+    if out.get("dockerAuth"):
+        out["dockerAuth"] = REDACTED
     for mount in out.get("storage") or []:
         git = mount.get("git") if isinstance(mount, dict) else None
         if isinstance(git, dict) and git.get("password"):
@@ -335,7 +360,13 @@ def redact_secrets(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def restore_secrets(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
-    """Put back the secrets a user's edit of a shown (redacted) spec left as REDACTED, by mount path."""
+    """Put back the secrets a user's edit of a shown (redacted) spec left as REDACTED (git passwords by mount
+    path, dockerAuth as it was)."""
+    if new.get("dockerAuth") == REDACTED:
+        if stored.get("dockerAuth"):
+            new["dockerAuth"] = stored["dockerAuth"]
+        else:
+            new.pop("dockerAuth")
     kept = {
         m.get("mount_path"): m["git"]["password"]
         for m in stored.get("storage") or []

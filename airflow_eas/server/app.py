@@ -25,9 +25,11 @@ from airflow_eas import __version__
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, Unauthorized
 from airflow_eas.platform.base import GroupInfo, GroupMember, Lease, Metrics
 from airflow_eas.server.gateway import Gateway
+from airflow_eas.server.image_api import image_router
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.prometheus import render_prometheus
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
+from airflow_eas.server.registries import RegistryCredentials
 from airflow_eas.server.runtimes.process import ProcessRuntime
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
@@ -362,6 +364,8 @@ def build_app(cp: ControlPlane) -> FastAPI:
         return PlainTextResponse(render_prometheus(cp), media_type="text/plain; version=0.0.4")
 
     app.include_router(v2)
+    app.include_router(image_router(cp.store, RegistryCredentials(cp.config.data_dir)), prefix="/api/v2",
+                       dependencies=[Depends(auth)])
 
     return app
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from airflow_eas.errors import DeployFailed
 from airflow_eas.platform import base as api
+from airflow_eas.server import assets
 from airflow_eas.server.gateway import DRAIN, MAINT, READY, Backend, Gateway, GatewayState, Server
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.runtimes.base import LaunchRequest, Runtime
@@ -374,6 +375,7 @@ class Reconciler:
     ) -> str:
         workdir = self.data_dir / "services" / name / f"v{version}"
         workdir.mkdir(parents=True, exist_ok=True)
+        spec = assets.resolve(self.store, spec)  # asset:NAME as the asset points now
         # local, nfs, git and oss mounts (and oss:// locations) as host folders
         prepared = storage_for(self.data_dir).prepare(name, version, spec, self.runtime.name)
         (workdir / "spec.json").write_text(json.dumps(prepared.spec))

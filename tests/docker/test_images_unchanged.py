@@ -28,7 +28,8 @@ def test_off_the_shelf_server_on_its_own_port_side_by_side(docker_server, docker
     for _ in range(4):  # through the gateway, which routes to the published ports
         resp = requests.get(f"{info.endpoint}/os-release", headers={"Authorization": info.token}, timeout=5)
         assert resp.status_code == 200 and "bookworm" in resp.text
-    containers = docker_client.api.containers(filters={"label": "eas.service=dk_fixed_port"})
+    mine = [f"eas.data_dir={docker_server.data_dir.resolve()}", "eas.service=dk_fixed_port"]
+    containers = docker_client.api.containers(filters={"label": mine})
     assert {c["HostConfig"]["NetworkMode"] for c in containers} == {"airflow-eas"}
     client.delete("dk_fixed_port")
     wait_until(lambda: not any(s.name == "dk_fixed_port" for s in client.list()), 30, "delete")

@@ -38,6 +38,7 @@ from docker.types import DeviceRequest, Mount
 
 from airflow_eas.errors import DeployFailed, PlatformUnavailable
 from airflow_eas.server import storage
+from airflow_eas.server.registries import RegistryCredentials
 from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime
 from airflow_eas.spec import ServiceSpec
 
@@ -66,6 +67,7 @@ class DockerRuntime(Runtime):
         self.data_dir = str(Path(data_dir).resolve())
         self.model_server_image = model_server_image
         self.pull = pull
+        self.credentials = RegistryCredentials(Path(self.data_dir))
         self.network = network
         self._addresses: dict[str, str] = {}
         self._network_lock = threading.Lock()
@@ -149,7 +151,7 @@ class DockerRuntime(Runtime):
     def launch(self, request: LaunchRequest) -> str:
         args = self.create_args(request)
         self._ensure_network()
-        self._ensure_image(args["image"])
+        self._ensure_image(args["image"], self.credentials.auth_for(request.spec, args["image"]))
         self._remove_stale(args["name"])
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -269,7 +271,7 @@ class DockerRuntime(Runtime):
     def _networks(self) -> list[dict]:
         return [n for n in self.api.networks(names=[self.network]) if n["Name"] == self.network]
 
-    def _ensure_image(self, image: str) -> None:
+    def _ensure_image(self, image: str, auth: dict[str, str] | None) -> None:
         try:
             self.client.images.get(image)
             return
@@ -280,7 +282,7 @@ class DockerRuntime(Runtime):
         if not self.pull:
             raise DeployFailed(f"image {image!r} is not on this Docker engine (and pulling is off)")
         try:
-            self.client.images.pull(image)
+            self.client.images.pull(image, auth_config=auth)
         except (APIError, DockerException) as exc:
             raise DeployFailed(
                 f"image {image!r} is not on this Docker engine and pulling it failed: {_reason(exc)}"

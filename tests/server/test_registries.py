@@ -1,0 +1,53 @@
+"""Registry credentials without an engine: dockerAuth's form, which registry an image pulls from, the store."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from airflow_eas.errors import InvalidSpec
+from airflow_eas.server.registries import RegistryCredentials, registry_of
+from airflow_eas.spec import REDACTED, parse_spec, redact_secrets, restore_secrets
+
+AUTH = base64.b64encode(b"deployer:pa55:word").decode()
+
+
+def _image_spec(**extra: object) -> dict:
+    return {"name": "private", "containers": [{"image": "127.0.0.1:5000/team/app:1", "port": 8000}], **extra}
+
+
+@pytest.mark.parametrize(("image", "registry"), [
+    ("python:3.11", "docker.io"), ("team/app", "docker.io"), ("localhost/app", "localhost"),
+    ("127.0.0.1:5000/team/app:1", "127.0.0.1:5000"), ("registry.example.com/a/b@sha256:00", "registry.example.com"),
+])
+def test_registry_of(image: str, registry: str) -> None:
+    assert registry_of(image) == registry
+
+
+def test_docker_auth_is_checked_and_never_shown() -> None:
+    spec = parse_spec(_image_spec(dockerAuth=AUTH))
+    shown = redact_secrets(spec.to_json())
+    assert shown["dockerAuth"] == REDACTED and AUTH not in repr(shown)
+    assert restore_secrets({**shown}, spec.to_json())["dockerAuth"] == AUTH, "an edit of the shown spec keeps it"
+    with pytest.raises(InvalidSpec, match=r"dockerAuth: must be base64 of user:password"):
+        parse_spec(_image_spec(dockerAuth="not base64!"))
+    with pytest.raises(InvalidSpec, match=r"decoded text has no 'user:' part"):
+        parse_spec(_image_spec(dockerAuth=base64.b64encode(b"justauser").decode()))
+    with pytest.raises(InvalidSpec, match=r"dockerAuth is for image deployments"):
+        parse_spec({"name": "p", "processor": "sklearn", "model_path": "/m", "dockerAuth": AUTH})
+
+
+def test_store_is_private_and_lists_no_password(tmp_path: Path) -> None:
+    creds = RegistryCredentials(tmp_path)
+    creds.set("127.0.0.1:5000", "ci", "s3cret-pw")
+    assert (tmp_path / "registries.json").stat().st_mode & 0o777 == 0o600
+    assert creds.list() == [{"registry": "127.0.0.1:5000", "username": "ci"}]
+    spec = parse_spec(_image_spec())
+    assert creds.auth_for(spec, "127.0.0.1:5000/team/app:1") == {"username": "ci", "password": "s3cret-pw"}
+    assert creds.auth_for(spec, "python:3.11") is None, "another registry: anonymous"
+    with_auth = parse_spec(_image_spec(dockerAuth=AUTH))
+    assert creds.auth_for(with_auth, "127.0.0.1:5000/team/app:1") == {"username": "deployer", "password": "pa55:word"}
+    with pytest.raises(InvalidSpec, match="is not a host"):
+        creds.set("https://x/y", "u", "p")
