@@ -24,8 +24,13 @@ system:
 
 # A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
 # Never fails: without an engine the docker tests skip and say why.
+# Also a registry (docker-registry, htpasswd from apache2-utils) for the private-image tests.
 docker:
 	@scripts/ensure-dockerd.sh || echo "no Docker engine here: the docker runtime's tests will skip"
+	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null || { \
+	  echo "installing docker-registry and apache2-utils with apt-get"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null \
+	  || echo "no docker-registry: the private-image test will skip"; }
 
 # The docker runtime's images, built offline and skipped when up to date:
 # airflow-eas/base:bookworm (debootstrap) and airflow-eas/model-server:latest (this package).
