@@ -32,8 +32,9 @@ docker:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null \
 	  || echo "no docker-registry: the private-image test will skip"; }
 
-# The docker runtime's images, built offline and skipped when up to date:
-# airflow-eas/base:bookworm (debootstrap) and airflow-eas/model-server:latest (this package).
+# The docker runtime's images, built offline and skipped when up to date (airflow_eas/server/image/):
+# airflow-eas/base:bookworm (debootstrap), airflow-eas/model-server (sklearn, xgboost, lightgbm, onnx),
+# airflow-eas/model-server-pmml (+ Java, pypmml) and airflow-eas/web-demo (a FastAPI app).
 image: deps
 	@scripts/ensure-dockerd.sh
 	scripts/build-image.sh all

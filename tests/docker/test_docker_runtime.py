@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -200,25 +199,6 @@ def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, 
     finally:
         server.stop()
         remove_containers_of(server)
-
-
-def test_processor_in_model_server_image(docker_server, model_server_image, tmp_path: Path) -> None:  # noqa: ANN001
-    joblib = pytest.importorskip("joblib")
-    from sklearn.linear_model import LogisticRegression
-
-    models = tmp_path / "models"
-    models.mkdir()
-    joblib.dump(LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]), models / "model.joblib")
-    client = docker_server.client
-    client.create(parse_spec({
-        "name": "dk_sklearn", "processor": "sklearn", "model_path": "file:///models/model.joblib",
-        "storage": [{"mount_path": "/models", "local": {"path": str(models), "readOnly": True}}],
-        "metadata": {"instance": 1, "memory": 512},
-    }))
-    info = wait_running(client, "dk_sklearn", 1, timeout=90)
-    resp = _post(info, json.dumps({"instances": [[0.0], [3.0]]}).encode())
-    assert resp.status_code == 200 and resp.json()["predictions"] == [0, 1], resp.text
-    client.delete("dk_sklearn")
 
 
 def test_base_image_has_python(docker_client, base_image) -> None:  # noqa: ANN001

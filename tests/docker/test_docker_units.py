@@ -86,3 +86,11 @@ def test_engine_errors_read_as_one_line() -> None:
                        'container process: exec: "nope": executable file not found in $PATH: unknown')
 
     assert _reason(Err()) == 'exec: "nope": executable file not found in $PATH'
+
+
+def test_pmml_runs_in_the_pmml_variant_of_the_model_server_image() -> None:
+    from airflow_eas.server.runtimes.docker import model_server_image_for
+
+    assert model_server_image_for("airflow-eas/model-server:latest", "sklearn") == "airflow-eas/model-server:latest"
+    assert model_server_image_for("airflow-eas/model-server:src-1a", "pmml") == "airflow-eas/model-server-pmml:src-1a"
+    assert model_server_image_for("127.0.0.1:5000/eas/ms", "pmml") == "127.0.0.1:5000/eas/ms-pmml:latest"

@@ -16,7 +16,8 @@ restarted server re-adopts its containers (and only its own).
 Image deployments run ``containers[0].image`` with its ``command`` split like the
 process runtime does (no shell), or its ``script`` with ``/bin/sh``, or the image's own
 command. Processor deployments run ``python -m airflow_eas.serving`` in the model-server
-image. ``metadata.cpu``/``memory``/``gpu`` become CPU and memory limits and GPU device
+image (``model_server_image_for``: the ``-pmml`` variant for PMML, which needs a JVM).
+``metadata.cpu``/``memory``/``gpu`` become CPU and memory limits and GPU device
 requests. Storage mounts are bind mounts (an NFS volume for a remote ``nfs`` server);
 the instance's work folder and cache are bound at their host paths. Container output is
 copied into the instance's log file by one follower thread per container.
@@ -84,7 +85,8 @@ class DockerRuntime(Runtime):
         spec = request.spec
         if spec.kind != "image":
             spec_file = request.workdir / "spec.json"
-            return self.model_server_image, ["python", "-m", "airflow_eas.serving", "--spec", str(spec_file)]
+            image = model_server_image_for(self.model_server_image, spec.processor)
+            return image, ["python", "-m", "airflow_eas.serving", "--spec", str(spec_file)]
         container = spec.containers[0]  # type: ignore[index]
         if container.script:
             script = request.workdir / "script.sh"
@@ -340,6 +342,18 @@ class DockerRuntime(Runtime):
         if entry is not None:
             with open(entry[1], "a") as out:
                 out.write(f"[eas docker runtime] {time.strftime('%H:%M:%S')} {line}\n")
+
+
+def model_server_image_for(image: str, processor: str | None) -> str:
+    """The model-server image of a processor: PMML runs on a JVM, which only ``<repo>-pmml:<tag>`` carries
+    (``airflow-eas/model-server:latest`` -> ``airflow-eas/model-server-pmml:latest``)."""
+    if processor != "pmml":
+        return image
+    name = image.partition("@")[0]  # a digest names the other image's content: the tag stands for both
+    repo, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:  # no tag (a ":" of a registry port is not one)
+        repo, tag = name, "latest"
+    return f"{repo}-pmml:{tag}"
 
 
 def _reason(exc: Exception) -> str:
