@@ -94,3 +94,14 @@ def test_pmml_runs_in_the_pmml_variant_of_the_model_server_image() -> None:
     assert model_server_image_for("airflow-eas/model-server:latest", "sklearn") == "airflow-eas/model-server:latest"
     assert model_server_image_for("airflow-eas/model-server:src-1a", "pmml") == "airflow-eas/model-server-pmml:src-1a"
     assert model_server_image_for("127.0.0.1:5000/eas/ms", "pmml") == "127.0.0.1:5000/eas/ms-pmml:latest"
+
+
+def test_default_mounts_from_the_environment() -> None:
+    from airflow_eas.errors import PlatformUnavailable
+    from airflow_eas.server.runtimes.docker import parse_default_mounts
+
+    (models,) = parse_default_mounts("/srv/models:/models:ro")
+    assert (models["Target"], models["Source"], models["ReadOnly"]) == ("/models", "/srv/models", True)
+    assert parse_default_mounts("") == []
+    with pytest.raises(PlatformUnavailable, match="EAS_DOCKER_MOUNTS: 'models:/models' is not"):
+        parse_default_mounts("models:/models")

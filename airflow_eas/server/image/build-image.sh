@@ -8,6 +8,9 @@
 #                                     sklearn, xgboost, lightgbm and onnx processors
 #   build-image.sh model-server-pmml  airflow-eas/model-server-pmml: the above + Java + pypmml
 #   build-image.sh web-demo           airflow-eas/web-demo:latest: a FastAPI app (web-demo.json)
+#   build-image.sh airflow            airflow-eas/airflow:latest: Airflow + this package (compose;
+#                                     needs the source checkout: it builds this package's wheel)
+#   build-image.sh postgres           airflow-eas/postgres:15: Debian's PostgreSQL (compose)
 #   build-image.sh tag                print the model server's source tag (builds nothing)
 #   build-image.sh [all]              every one of them
 #
@@ -117,12 +120,55 @@ build_web_demo() {
   say "$WEB_DEMO built in $((SECONDS - start)) s"
 }
 
+# rebuilt when its inputs change: build_labelled IMAGE HASH DOCKERFILE FILES... (files copied into the context)
+build_labelled() {
+  local image=$1 want=$2 dockerfile=$3 have ctx start=$SECONDS
+  shift 3
+  have=$(docker image inspect -f '{{ index .Config.Labels "eas.source" }}' "$image" 2>/dev/null || true)
+  if [ "$have" = "$want" ]; then say "$image is up to date"; return; fi
+  ctx=$(mktemp -d /var/tmp/eas-image.XXXXXX)
+  trap 'rm -rf "${ctx:-}"; trap - RETURN' RETURN
+  cp "$HERE/$dockerfile" "$ctx/Dockerfile"
+  for f in "$@"; do cp -r "$f" "$ctx/"; done
+  if [ -n "${WHEELHOUSE:-}" ]; then mv "$WHEELHOUSE" "$ctx/wheels"; fi
+  docker build -q --network host --build-arg BASE="$BASE" --label eas.source="$want" -t "$image" "$ctx" >/dev/null
+  say "$image built in $((SECONDS - start)) s"
+}
+
+build_postgres() {
+  build_base
+  build_labelled airflow-eas/postgres:15 "$(cat "$HERE/Dockerfile.postgres" "$HERE/postgres-entrypoint.sh" \
+    | sha256sum | cut -c1-16)" Dockerfile.postgres "$HERE/postgres-entrypoint.sh"
+}
+
+build_airflow() {
+  build_base
+  [ -f "$ROOT/pyproject.toml" ] || { say "the airflow image needs the source checkout (pyproject.toml)"; return 1; }
+  local want tmp
+  want=$( (cd "$ROOT" && git ls-files -z -- pyproject.toml airflow_eas | xargs -0 cat) | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{ index .Config.Labels "eas.source" }}' airflow-eas/airflow:latest \
+        2>/dev/null || true)" = "$want" ]; then say "airflow-eas/airflow:latest is up to date"; return; fi
+  tmp=$(mktemp -d /var/tmp/eas-airflow.XXXXXX)
+  # a copy of the tracked files: building in place leaves build/ and *.egg-info in the checkout
+  (cd "$ROOT" && git ls-files -z -- pyproject.toml README.md LICENSE airflow_eas | xargs -0 cp --parents -t "$tmp")
+  mkdir "$tmp/wheels"
+  "$PY" -m pip wheel -q --no-deps -w "$tmp/wheels" "$tmp"
+  "$PY" -m pip freeze --exclude-editable | grep -v '^-e ' >"$tmp/constraints.txt" || true
+  "$PY" -m pip download -q --only-binary=:all: -d "$tmp/wheels" -c "$tmp/constraints.txt" \
+    "$(ls "$tmp"/wheels/airflow_eas-*.whl)[provider,server,serving,sklearn]" psycopg2-binary
+  WHEELHOUSE=$tmp/wheels build_labelled airflow-eas/airflow:latest "$want" Dockerfile.airflow
+  rm -rf "$tmp"
+}
+
 case "${1:-all}" in
   base) build_base ;;
   model-server) build_model_server ;;
   model-server-pmml) build_model_server_pmml ;;
   web-demo) build_web_demo ;;
+  airflow) build_airflow ;;
+  postgres) build_postgres ;;
   tag) echo "src-$(source_hash)" ;;
   all) build_model_server_pmml; build_web_demo ;;
-  *) echo "usage: $0 [base|model-server|model-server-pmml|web-demo|tag|all]" >&2; exit 2 ;;
+  compose) build_model_server; build_postgres; build_airflow ;;
+  *) echo "usage: $0 [base|model-server|model-server-pmml|web-demo|airflow|postgres|compose|tag|all]" >&2; exit 2 ;;
 esac

@@ -19,7 +19,8 @@ command. Processor deployments run ``python -m airflow_eas.serving`` in the mode
 image (``model_server_image_for``: the ``-pmml`` variant for PMML, which needs a JVM).
 ``metadata.cpu``/``memory``/``gpu`` become CPU and memory limits and GPU device
 requests. Storage mounts are bind mounts (an NFS volume for a remote ``nfs`` server);
-the instance's work folder and cache are bound at their host paths. Container output is
+the instance's work folder and cache are bound at their host paths, and ``EAS_DOCKER_MOUNTS``
+(``/host:/container[:ro],...``) into every instance. Container output is
 copied into the instance's log file by one follower thread per container.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import os
 import shlex
 import threading
 import time
@@ -68,6 +70,7 @@ class DockerRuntime(Runtime):
         self.data_dir = str(Path(data_dir).resolve())
         self.model_server_image = model_server_image
         self.pull = pull
+        self.default_mounts = parse_default_mounts(os.environ.get("EAS_DOCKER_MOUNTS", ""))
         self.credentials = RegistryCredentials(Path(self.data_dir))
         self.network = network
         self._addresses: dict[str, str] = {}
@@ -104,6 +107,8 @@ class DockerRuntime(Runtime):
         if cache:
             Path(cache).mkdir(parents=True, exist_ok=True)
             out.append(Mount(cache, cache, type="bind"))
+        taken = {m.mount_path for m in request.spec.storage}
+        out += [m for m in self.default_mounts if m["Target"] not in taken]  # the spec's own mount wins
         for m in storage.mounts_for(request.spec, eas_mounts):
             nfs = m.nfs
             if nfs is None:
@@ -342,6 +347,19 @@ class DockerRuntime(Runtime):
         if entry is not None:
             with open(entry[1], "a") as out:
                 out.write(f"[eas docker runtime] {time.strftime('%H:%M:%S')} {line}\n")
+
+
+def parse_default_mounts(value: str) -> list[Mount]:
+    """``EAS_DOCKER_MOUNTS``: ``HOST:CONTAINER[:ro],...`` bound into every instance (e.g. a models folder
+    at /models, where file:///models/... paths of specs point)."""
+    mounts = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not parts[0].startswith("/") or not parts[1].startswith("/") or (
+                len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise PlatformUnavailable(f"EAS_DOCKER_MOUNTS: {item!r} is not /HOST/PATH:/CONTAINER/PATH[:ro|:rw]")
+        mounts.append(Mount(parts[1], parts[0], type="bind", read_only=parts[2:] == ["ro"]))
+    return mounts
 
 
 def model_server_image_for(image: str, processor: str | None) -> str:
