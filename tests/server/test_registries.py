@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from airflow_eas.errors import InvalidSpec
 from airflow_eas.server.registries import RegistryCredentials, registry_of
 from airflow_eas.spec import REDACTED, parse_spec, redact_secrets, restore_secrets
+from tests.server.test_cli import _one_line_error, eas
 
 AUTH = base64.b64encode(b"deployer:pa55:word").decode()
 
@@ -51,3 +56,17 @@ def test_store_is_private_and_lists_no_password(tmp_path: Path) -> None:
     assert creds.auth_for(with_auth, "127.0.0.1:5000/team/app:1") == {"username": "deployer", "password": "pa55:word"}
     with pytest.raises(InvalidSpec, match="is not a host"):
         creds.set("https://x/y", "u", "p")
+
+
+def test_cli_login_list_logout(eas_server, tmp_path: Path) -> None:  # noqa: ANN001
+    env = {**os.environ, "EAS_ENDPOINT": eas_server.endpoint, "EAS_TOKEN": eas_server.token}
+    login = subprocess.run([sys.executable, "-m", "airflow_eas.cli", "registry", "login",
+                            "registry.example.com:5000", "-u", "ci", "--password-stdin"],
+                           input="s3cret-pw\n", capture_output=True, text=True, env=env, timeout=60)
+    assert login.returncode == 0 and "s3cret-pw" not in login.stdout, login.stderr
+    listed = eas(eas_server, "registry", "list", "--json")
+    assert json.loads(listed.stdout) == [{"registry": "registry.example.com:5000", "username": "ci"}]
+    assert "s3cret-pw" not in listed.stdout
+    _one_line_error(eas(eas_server, "registry", "login", "127.0.0.1:5000", "-u", "ci"), "no password")
+    assert eas(eas_server, "registry", "logout", "registry.example.com:5000").returncode == 0
+    _one_line_error(eas(eas_server, "registry", "logout", "registry.example.com:5000"), "no login stored")
