@@ -155,7 +155,7 @@ build_airflow() {
   "$PY" -m pip wheel -q --no-deps -w "$tmp/wheels" "$tmp"
   "$PY" -m pip freeze --exclude-editable | grep -v '^-e ' >"$tmp/constraints.txt" || true
   "$PY" -m pip download -q --only-binary=:all: -d "$tmp/wheels" -c "$tmp/constraints.txt" \
-    "$(ls "$tmp"/wheels/airflow_eas-*.whl)[provider,server,serving,sklearn]" psycopg2-binary
+    "$(ls "$tmp"/wheels/airflow_eas-*.whl)[provider,server,serving,sklearn]" psycopg2-binary asyncpg
   WHEELHOUSE=$tmp/wheels build_labelled airflow-eas/airflow:latest "$want" Dockerfile.airflow
   rm -rf "$tmp"
 }
