@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +32,23 @@ AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "a
                     "airflow-triggerer"}
 SECRETS = ("EAS_ADMIN_TOKEN", "AIRFLOW_DB_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY",
            "AIRFLOW_FERNET_KEY")
-# dags/: deploys file:///models/churn/latest/model.joblib into group "churn"; scheduled on an Asset, so
-# unpausing it starts no run of its own beside the one triggered here
-DAG_ID = "eas_asset_release"
+DAG_ID = "compose_rollout"
+# The example DAGs' rollout (dags/eas_asset_release.py: group churn, file:///models/churn/...) made quick:
+# one step, no bake, a 10 s analysis window fed by the test's own traffic.
+DAG_FILE = """
+from airflow_eas.dags import build_rollout_dag
+
+dag = build_rollout_dag({
+    "dag_id": "compose_rollout", "group": "churn", "retries": 0,
+    "service": {"processor": "sklearn", "model_path": "file:///models/churn/latest/model.joblib",
+                "metadata": {"instance": 1}},
+    "warmup": {"data_path": "file:///models/churn/warmup.jsonl", "count": 1},
+    "strategy": "canary", "steps": [100], "bake_seconds": 0,
+    "analysis": {"window_seconds": 10, "min_requests": 5, "max_error_rate": 0.05, "timeout_seconds": 120,
+                 "poll_seconds": 1},
+    "scale_down_delay_seconds": 0, "timeouts": {"ready_seconds": 180},
+})
+"""
 
 
 def _secrets(models: Path) -> dict[str, str]:
@@ -201,7 +216,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[d
     joblib.dump(LogisticRegression().fit([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], [0, 0, 1, 1]),
                 models / "churn" / "latest" / "model.joblib")
     (models / "churn" / "warmup.jsonl").write_text('{"instances": [[0.5, 0.5]]}\n')
-    env = {**_secrets(models), "EAS_DATA_DIR": str(root / "eas-data"), "EAS_MODEL_SERVER_IMAGE": model_server_image()}
+    dags = root / "dags"
+    dags.mkdir()
+    (dags / "compose_rollout.py").write_text(DAG_FILE)
+    env = {**_secrets(models), "EAS_DATA_DIR": str(root / "eas-data"), "EAS_MODEL_SERVER_IMAGE": model_server_image(),
+           "AIRFLOW_DAGS_DIR": str(dags)}
     ports = {"AIRFLOW_API_PORT", "AIRFLOW_DB_PORT", "AIRFLOW_SCHEDULER_HEALTH_PORT", "AIRFLOW_WORKER_LOG_PORT",
              "AIRFLOW_TRIGGER_LOG_PORT", "EAS_API_PORT", "EAS_GATEWAY_PORT"}
     env.update({p: str(free_port()) for p in ports})
@@ -236,6 +255,22 @@ def _health(stack: dict) -> dict[str, str]:
     return out
 
 
+def _traffic(env: dict[str, str], stop: threading.Event) -> None:
+    """A few requests a second to group churn's endpoint, once the group exists."""
+    eas = f"http://127.0.0.1:{env['EAS_API_PORT']}/api/v2/groups/churn"
+    url = f"http://127.0.0.1:{env['EAS_GATEWAY_PORT']}/api/predict/churn"
+    token = None
+    while not stop.wait(0.2):
+        try:
+            if token is None:
+                resp = requests.get(eas, headers={"Authorization": f"Bearer {env['EAS_ADMIN_TOKEN']}"}, timeout=5)
+                token = resp.json()["token"] if resp.ok else None
+                continue
+            requests.post(url, json={"instances": [[1.0, 1.0]]}, headers={"Authorization": token}, timeout=5)
+        except requests.RequestException:
+            pass
+
+
 @pytest.mark.docker
 @pytest.mark.timeout(900)  # the stack's start (in the fixture) counts too: ~3 min on 2 busy cores
 def test_stack_comes_up_healthy_and_a_rollout_dag_serves_the_new_model(stack: dict) -> None:
@@ -249,30 +284,39 @@ def test_stack_comes_up_healthy_and_a_rollout_dag_serves_the_new_model(stack: di
         return states if all(states.get(s) == "healthy" for s in wanted) else None
 
     try:
-        wait_until(healthy, 300, "every service healthy")
+        wait_until(healthy, 420, "every service healthy")
     except AssertionError:
         raise AssertionError(f"not healthy: {_health(stack)}") from None
     print(f"compose stack: healthy after {time.monotonic() - began:.0f} s more")
-    api = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}"
-    token = requests.get(f"{api}/auth/token", timeout=10).json()["access_token"]  # all-admins stack
+    api = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}/api/v2"
     session = requests.Session()
+
+    def call(method: str, path: str, **kwargs: object) -> dict | None:
+        """One API call; None while the (busy) api-server does not answer in time."""
+        try:
+            resp = session.request(method, f"{api}{path}", timeout=30, **kwargs)
+        except requests.RequestException:
+            return None
+        return resp.json() if resp.ok else None
+
+    token = wait_until(lambda: call("GET", "/../../auth/token"), 60, "a token")["access_token"]  # all-admins
     session.headers["Authorization"] = f"Bearer {token}"
-
-    def dag() -> dict | None:
-        resp = session.get(f"{api}/api/v2/dags/{DAG_ID}", timeout=10)
-        return resp.json() if resp.status_code == 200 else None
-
-    wait_until(dag, 120, f"{DAG_ID} parsed by the dag-processor")
-    assert session.patch(f"{api}/api/v2/dags/{DAG_ID}", json={"is_paused": False}, timeout=10).ok
-    run = session.post(f"{api}/api/v2/dags/{DAG_ID}/dagRuns", timeout=10,
-                       json={"logical_date": None, "conf": {}}).json()
+    wait_until(lambda: call("GET", f"/dags/{DAG_ID}"), 180, f"{DAG_ID} parsed by the dag-processor")
+    assert call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+    run = call("POST", f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {}})
+    assert run, "the run was not created"
 
     def finished() -> dict | None:
-        got = session.get(f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}", timeout=10).json()
-        return got if got["state"] in ("success", "failed") else None
+        got = call("GET", f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}")
+        return got if got and got["state"] in ("success", "failed") else None
 
-    done = wait_until(finished, 300, "the rollout run to finish")
-    tis = session.get(f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances", timeout=10).json()
+    stop = threading.Event()
+    threading.Thread(target=_traffic, args=(env, stop), daemon=True).start()  # what the analysis judges
+    try:
+        done = wait_until(finished, 360, "the rollout run to finish")
+    finally:
+        stop.set()
+    tis = call("GET", f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances") or {"task_instances": []}
     assert done["state"] == "success", {t["task_id"]: t["state"] for t in tis["task_instances"]}
 
     headers = {"Authorization": f"Bearer {env['EAS_ADMIN_TOKEN']}"}
