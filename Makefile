@@ -15,12 +15,17 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# HAProxy (the gateway), wrk (benchmarks) and a Java runtime (the pmml processor) from Debian's packages.
+# Debian packages the platform and its tests use, as command:package, installed where the command is missing:
+# HAProxy (the gateway), wrk (load tests, benchmarks), Chromium (the console's browser tests), Prometheus and
+# promtool (metrics tests, the /metrics exposition check), nginx (the gateway benchmark's tiny upstream), a Java
+# runtime (the pmml processor).
+SYSTEM_TOOLS := haproxy:haproxy wrk:wrk chromium:chromium prometheus:prometheus promtool:prometheus nginx:nginx-light \
+  java:openjdk-17-jre-headless
 system:
-	@command -v haproxy >/dev/null && command -v wrk >/dev/null && command -v java >/dev/null || { \
-	  echo "installing haproxy, wrk and openjdk-17-jre-headless with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk \
-	    openjdk-17-jre-headless >/dev/null; }
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 # A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
 # Never fails: without an engine the docker tests skip and say why.

@@ -1,86 +1,142 @@
-"""Metric analysis: one evaluator turning a service's metrics into a verdict.
+"""Canary analysis over several measurements, as Argo Rollouts and Kayenta run it (Airflow-free).
 
-Verdicts (as in Argo Rollouts' analysis):
+One model, :class:`AnalysisPlan`, is the plan's ``analysis`` section, the metrics sensor's
+argument and the trigger's payload. A measurement (:func:`measure`) reads the candidate's
+data-plane metrics (and the live member's, for a latency comparison) plus every custom
+check (``metrics: [{name, prometheus: {url, query}, max | min}]``) and gives one of:
 
 - ``Successful``: enough requests, every limit met;
-- ``Failed``: a clear breach — the new version is bad, roll back now;
-- ``Inconclusive``: not enough data yet (no data is never a pass); keep measuring;
-- ``Error``: the metrics source could not be read; not a bad canary, keep trying a while.
+- ``Failed``: a clear breach (the new version is bad);
+- ``Inconclusive``: not enough data (no data is never a pass);
+- ``Error``: a metrics source could not be read (not a bad canary).
 
-The sensor (poke mode) and the trigger (deferred mode) both call :func:`evaluate`, so
-one rule decides in both places. Each verdict keeps its measurements for the audit trail.
+The worst result of a measurement's checks wins (Failed > Error > Inconclusive > Successful).
+An :class:`AnalysisRun` takes a measurement every ``interval_seconds`` and settles by Argo's
+limits: Failed once more than ``failure_limit`` measurements failed, Error once more than
+``consecutive_error_limit`` errors came in a row, Inconclusive once more than
+``inconclusive_limit`` were inconclusive; Successful once ``count`` measurements with data
+(Successful or Failed) were taken within those limits. Unlike Argo, measurements without data
+do not use up ``count``: a window still filling after a traffic shift costs only inconclusive
+measurements, never the verdict (no data is never a pass). Every measurement is kept (window,
+requests, error rate, p99, baseline, each check) for the task log and XCom.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_eas.errors import InvalidSpec
-from airflow_eas.platform.base import Metrics
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from airflow_eas.errors import EasError, InvalidSpec
+from airflow_eas.platform.base import Metrics, Platform
+from airflow_eas.prometheus import query_scalar
+from airflow_eas.spec import format_errors
 
 SUCCESSFUL = "Successful"
-FAILED = "Failed"
 INCONCLUSIVE = "Inconclusive"
 ERROR = "Error"
+FAILED = "Failed"
+_SEVERITY = {SUCCESSFUL: 0, INCONCLUSIVE: 1, ERROR: 2, FAILED: 3}
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Limits a service's metrics must meet.
+def worst(*results: str) -> str:
+    return max(results, key=_SEVERITY.__getitem__)
 
-    :param window_seconds: the sliding window the metrics cover
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PrometheusQuery(_Strict):
+    url: str = Field(description="the Prometheus base URL, e.g. http://prometheus:9090")
+    query: str = Field(min_length=1, description="an instant query giving one number")
+    timeout_seconds: float = Field(default=10, gt=0)
+
+
+class MetricCheck(_Strict):
+    """A custom check: a Prometheus query whose value must stay at most ``max`` / at least ``min``."""
+
+    name: str = Field(min_length=1)
+    prometheus: PrometheusQuery
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _limits(self) -> MetricCheck:
+        if self.max is None and self.min is None:
+            raise ValueError(f"metric {self.name}: give max or min")
+        return self
+
+
+class AnalysisPlan(_Strict):
+    """What a canary must show, and how often it is measured.
+
+    :param window_seconds: the sliding window each data-plane measurement covers
     :param min_requests: fewer requests than this in the window is inconclusive
     :param max_error_rate: highest share of failed requests (5xx, failed connections), 0-1
     :param max_p99_ms: highest p99 latency in ms (None: not checked)
-    :param baseline_tolerance: when the live member is given as baseline, the candidate's p99
-        may be at most this factor of the baseline's (None: no comparison)
-    :param baseline_slack_ms: absolute slack added to the baseline comparison, so that tiny
-        latencies (2 ms vs 3 ms) do not fail on noise
+    :param baseline_tolerance: the candidate's p99 may be at most this factor of the live member's
+    :param baseline_slack_ms: absolute slack on that comparison (2 ms vs 3 ms is noise)
+    :param interval_seconds: time between measurements (``poll_seconds`` is accepted too)
+    :param count: measurements with data (Successful or Failed) needed for a Successful verdict
+    :param failure_limit: failed measurements tolerated (more: Failed)
+    :param inconclusive_limit: inconclusive measurements tolerated (more: Inconclusive)
+    :param consecutive_error_limit: unreadable measurements in a row tolerated (more: Error)
+    :param timeout_seconds: bound on the whole analysis (default: every measurement the limits allow,
+        at its interval, plus 60 s)
+    :param metrics: custom Prometheus checks, judged by the same rules
     """
 
-    window_seconds: int = 60
-    min_requests: int = 20
-    max_error_rate: float = 0.01
-    max_p99_ms: float | None = None
-    baseline_tolerance: float | None = None
-    baseline_slack_ms: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.window_seconds < 1:
-            raise InvalidSpec("analysis.window_seconds: must be at least 1")
-        if self.min_requests < 1:
-            raise InvalidSpec("analysis.min_requests: must be at least 1 (no data is never a pass)")
-        if not 0 <= self.max_error_rate <= 1:
-            raise InvalidSpec("analysis.max_error_rate: must be between 0 and 1")
-        if self.max_p99_ms is not None and self.max_p99_ms <= 0:
-            raise InvalidSpec("analysis.max_p99_ms: must be positive")
-        if self.baseline_tolerance is not None and self.baseline_tolerance < 1:
-            raise InvalidSpec("analysis.baseline_tolerance: must be at least 1.0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    window_seconds: int = Field(default=60, ge=1)
+    min_requests: int = Field(default=20, ge=1, description="no data is never a pass")
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_p99_ms: float | None = Field(default=None, gt=0)
+    baseline_tolerance: float | None = Field(default=None, ge=1)
+    baseline_slack_ms: float = Field(default=10.0, ge=0)
+    interval_seconds: float = Field(default=5, gt=0, validation_alias=AliasChoices("interval_seconds", "poll_seconds"))
+    count: int = Field(default=3, ge=1, le=10000)
+    failure_limit: int = Field(default=0, ge=0)
+    inconclusive_limit: int = Field(default=10, ge=0)
+    consecutive_error_limit: int = Field(default=4, ge=0)
+    timeout_seconds: int | None = Field(default=None, ge=1)
+    metrics: list[MetricCheck] = Field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
-        names = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidSpec(
-                f"analysis: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
-            )
-        return cls(**data)
+    def parse(cls, data: AnalysisPlan | dict[str, Any] | None = None, **overrides: Any) -> AnalysisPlan:
+        """From a plan section (a dict, maybe rendered from templates) and overrides; InvalidSpec names the field."""
+        base = data.model_dump() if isinstance(data, AnalysisPlan) else dict(data or {})
+        merged = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            raise InvalidSpec(f"analysis: {format_errors(exc)}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @property
+    def budget_seconds(self) -> float:
+        """How long the analysis may take at most."""
+        most = self.count + self.failure_limit + self.inconclusive_limit + self.consecutive_error_limit + 1
+        return float(self.timeout_seconds or most * self.interval_seconds + 60)
+
+
+# -- one measurement ----------------------------------------------------------------------------
 
 
 @dataclass
-class Verdict:
-    """The outcome of one measurement, JSON-safe (it travels in trigger events and XCom)."""
+class Measurement:
+    """One measurement: its result, why, and what was measured (JSON-safe: XCom, trigger events)."""
 
     result: str
     reasons: list[str]
-    candidate: dict[str, Any]
+    candidate: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None
-    thresholds: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    at: float = field(default_factory=time.time)
 
     @property
     def message(self) -> str:
@@ -90,12 +146,16 @@ class Verdict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
         return cls(**data)
 
 
-def evaluate(candidate: Metrics, limits: Thresholds, baseline: Metrics | None = None) -> Verdict:
-    """Judge ``candidate``'s metrics against ``limits`` (and the live ``baseline``, when given).
+# The verdict of one data-plane measurement (kept as a name: it is what ``evaluate`` answers).
+Verdict = Measurement
+
+
+def evaluate(candidate: Metrics, limits: AnalysisPlan, baseline: Metrics | None = None) -> Measurement:
+    """Judge ``candidate``'s data-plane metrics against ``limits`` (and the live ``baseline``).
 
     A breach is *clear* (Failed) when it holds whatever the missing requests would do:
     before ``min_requests`` is reached, errors already above ``max_error_rate * min_requests``
@@ -117,21 +177,21 @@ def evaluate(candidate: Metrics, limits: Thresholds, baseline: Metrics | None = 
     if enough and limits.baseline_tolerance is not None and baseline is not None:
         reasons.extend(_compare_with_baseline(candidate, baseline, limits))
 
-    measured = dict(candidate=candidate.to_dict(), baseline=baseline.to_dict() if baseline else None)
+    measured = {"candidate": candidate.to_dict(), "baseline": baseline.to_dict() if baseline else None}
     if reasons:
-        return Verdict(FAILED, reasons, thresholds=limits.to_dict(), **measured)
+        return Measurement(FAILED, reasons, **measured)
     if not enough:
         note = f"only {requests} requests in the last {limits.window_seconds}s, need {limits.min_requests}"
-        return Verdict(INCONCLUSIVE, [note], thresholds=limits.to_dict(), **measured)
+        return Measurement(INCONCLUSIVE, [note], **measured)
     if candidate.p99_ms is None and limits.max_p99_ms is not None:
-        return Verdict(INCONCLUSIVE, ["no latency data yet"], thresholds=limits.to_dict(), **measured)
+        return Measurement(INCONCLUSIVE, ["no latency data yet"], **measured)
     passed = [f"{requests} requests, error rate {candidate.error_rate:.1%}"]
     if candidate.p99_ms is not None:
         passed.append(f"p99 {candidate.p99_ms:.1f} ms")
-    return Verdict(SUCCESSFUL, passed, thresholds=limits.to_dict(), **measured)
+    return Measurement(SUCCESSFUL, passed, **measured)
 
 
-def _compare_with_baseline(candidate: Metrics, baseline: Metrics, limits: Thresholds) -> list[str]:
+def _compare_with_baseline(candidate: Metrics, baseline: Metrics, limits: AnalysisPlan) -> list[str]:
     # A baseline without traffic (all of it moved to the candidate) cannot be compared: skip, not fail.
     if baseline.p99_ms is None or baseline.requests < max(1, limits.min_requests // 4):
         return []
@@ -148,6 +208,129 @@ def _compare_with_baseline(candidate: Metrics, baseline: Metrics, limits: Thresh
     return []
 
 
-def error_verdict(message: str, limits: Thresholds) -> Verdict:
-    """The metrics source could not be read."""
-    return Verdict(ERROR, [message], candidate={}, thresholds=limits.to_dict())
+def evaluate_check(check: MetricCheck, query: Callable[[str, str, float], float | None] = query_scalar) -> dict:
+    """One custom check: its value and result (``Error`` when Prometheus cannot answer)."""
+    q = check.prometheus
+    out: dict[str, Any] = {"name": check.name, "query": q.query, "value": None}
+    try:
+        value = query(q.url, q.query, q.timeout_seconds)
+    except EasError as exc:
+        return {**out, "result": ERROR, "reason": f"{check.name}: {exc.message}"}
+    out["value"] = value
+    if value is None:
+        return {**out, "result": INCONCLUSIVE, "reason": f"{check.name}: no data"}
+    if check.max is not None and value > check.max:
+        return {**out, "result": FAILED, "reason": f"{check.name} = {value:g} exceeds {check.max:g}"}
+    if check.min is not None and value < check.min:
+        return {**out, "result": FAILED, "reason": f"{check.name} = {value:g} is below {check.min:g}"}
+    return {**out, "result": SUCCESSFUL, "reason": f"{check.name} = {value:g}"}
+
+
+def measure(
+    platform: Platform,
+    service: str,
+    plan: AnalysisPlan,
+    baseline_service: str | None = None,
+    *,
+    query: Callable[[str, str, float], float | None] = query_scalar,
+) -> Measurement:
+    """One measurement of ``service``: data-plane metrics and every custom check; the worst result wins."""
+    try:
+        candidate = platform.metrics(service, plan.window_seconds)
+    except EasError as exc:
+        measurement = Measurement(ERROR, [f"cannot read metrics of {service}: {exc.message}"])
+    else:
+        baseline = None
+        if baseline_service and plan.baseline_tolerance is not None:
+            try:
+                baseline = platform.metrics(baseline_service, plan.window_seconds)
+            except EasError:
+                baseline = None  # no comparison possible; the absolute limits still apply
+        measurement = evaluate(candidate, plan, baseline)
+    for check in plan.metrics:
+        outcome = evaluate_check(check, query)
+        measurement.checks.append(outcome)
+        if outcome["result"] != SUCCESSFUL:
+            measurement.reasons.append(outcome["reason"])
+        measurement.result = worst(measurement.result, outcome["result"])
+    return measurement
+
+
+# -- several measurements -----------------------------------------------------------------------
+
+
+@dataclass
+class AnalysisRun:
+    """The measurements of one analysis so far, and the verdict they give (JSON-safe)."""
+
+    measurements: list[dict[str, Any]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+
+    def add(self, measurement: Measurement) -> None:
+        self.measurements.append(measurement.to_dict())
+
+    def tally(self, result: str) -> int:
+        return sum(1 for m in self.measurements if m["result"] == result)
+
+    def consecutive_errors(self) -> int:
+        n = 0
+        for m in reversed(self.measurements):
+            if m["result"] != ERROR:
+                break
+            n += 1
+        return n
+
+    def phase(self, plan: AnalysisPlan) -> str | None:
+        """The verdict once settled (Argo's limits; the worst phase wins), else None: measure again."""
+        failed, inconclusive = self.tally(FAILED), self.tally(INCONCLUSIVE)
+        if failed > plan.failure_limit:
+            return FAILED
+        if self.consecutive_errors() > plan.consecutive_error_limit:
+            return ERROR
+        if inconclusive > plan.inconclusive_limit:
+            return INCONCLUSIVE
+        if self.tally(SUCCESSFUL) + failed >= plan.count:
+            return SUCCESSFUL  # count measurements with data, failures within the limit
+        return None
+
+    def summary(self, plan: AnalysisPlan, phase: str) -> str:
+        n = len(self.measurements)
+        last = self.measurements[-1] if self.measurements else {"reasons": []}
+        detail = "; ".join(last["reasons"])
+        if phase == FAILED:
+            return (f"{self.tally(FAILED)} of {n} measurements failed (failure_limit {plan.failure_limit}); "
+                    f"last: {detail}")
+        if phase == ERROR:
+            return (f"{self.consecutive_errors()} measurements in a row could not read the metrics "
+                    f"(consecutive_error_limit {plan.consecutive_error_limit}): {detail}; "
+                    "the metrics source is down, this says nothing about the canary")
+        if phase == INCONCLUSIVE:
+            return (f"{self.tally(INCONCLUSIVE)} of {n} measurements inconclusive (inconclusive_limit "
+                    f"{plan.inconclusive_limit}): {detail}; no data is never a pass")
+        return f"{self.tally(SUCCESSFUL)} of {n} measurements passed (count {plan.count}); last: {detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> AnalysisRun:
+        return cls(**data) if data else cls()
+
+
+def describe_measurement(index: int, plan: AnalysisPlan, m: dict[str, Any]) -> str:
+    """One log line per measurement: the window, what was measured, the result."""
+    c = m.get("candidate") or {}
+    parts = [f"measurement {index}/{plan.count}: {m['result']}"]
+    if c:
+        p99 = c.get("p99_ms")
+        parts.append(
+            f"window {c.get('window_seconds')} s, {c.get('requests')} requests, error rate "
+            f"{c.get('error_rate', 0):.1%}, p99 {'-' if p99 is None else f'{p99:.1f} ms'}"
+        )
+    b = m.get("baseline")
+    if b:
+        bp99 = b.get("p99_ms")
+        parts.append(f"baseline {b.get('service')}: {b.get('requests')} requests, p99 "
+                     f"{'-' if bp99 is None else f'{bp99:.1f} ms'}")
+    parts.extend(f"{x['name']} = {x['value']}" for x in m.get("checks") or [])
+    return " | ".join(parts) + " | " + "; ".join(m["reasons"])

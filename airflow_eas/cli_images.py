@@ -1,6 +1,6 @@
 """``eas registry`` (logins the server pulls with) and ``eas asset`` (named images and data sets).
 
-Both talk to the server's ``/api/v2/registries`` and ``/api/v2/assets`` (server/image_api.py).
+Both talk to the server's ``/api/v2/registries`` and ``/api/v2/assets`` (server/app.py).
 A password is read from standard input (``--password-stdin``), never from the command line,
 so it stays out of shell history and the process list.
 """
@@ -15,7 +15,7 @@ from airflow_eas.cli import _client, _print_json, _table, _when
 from airflow_eas.errors import InvalidSpec
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):  # noqa: ANN202
+def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
     return _client(args)._call(method, f"/api/v2/{path}", json=body)
 
 

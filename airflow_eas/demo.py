@@ -67,6 +67,9 @@ class TrafficDriver:
 
     def _run(self) -> None:
         session = requests.Session()
+        # No proxy look-up per request: it iterates os.environ, which Airflow changes while a run goes on
+        # ("dictionary changed size during iteration" killed this thread); the target is local anyway.
+        session.trust_env = False
         session.headers["Authorization"] = self.token
         next_at = time.monotonic()
         while not self._stop.is_set():
@@ -164,22 +167,7 @@ def _airflow_env(home: Path, conn: dict[str, Any]) -> None:
     os.environ["AIRFLOW_CONN_EAS_DEFAULT"] = json.dumps(conn)
 
 
-def write_dag_file(folder: Path, plan: dict[str, Any]) -> Path:
-    """Write ``plan`` as YAML and a DAG file that builds it, as users do; returns the DAG file."""
-    import yaml
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{plan['dag_id']}.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
-    dag_file = folder / f"{plan['dag_id']}.py"
-    dag_file.write_text(
-        "from pathlib import Path\n\n"
-        "from airflow_eas.dags import build_rollout_dag\n\n"
-        'dag = build_rollout_dag(Path(__file__).with_suffix(".yaml"))\n'
-    )
-    return dag_file
-
-
-def load_dag(dag_file: Path):  # noqa: ANN201 - airflow.sdk.DAG
+def load_dag(dag_file: Path):
     """Import a DAG file (from the DAGs folder) and return its ``dag``."""
     import importlib.util
 
@@ -189,7 +177,9 @@ def load_dag(dag_file: Path):  # noqa: ANN201 - airflow.sdk.DAG
     return module.dag
 
 
-def _run_dag(home: Path, plan: dict[str, Any], conf: dict[str, Any]):  # noqa: ANN202
+def _run_dag(home: Path, plan: dict[str, Any], conf: dict[str, Any]):
+    from airflow_eas.plan import write_dag_file
+
     return load_dag(write_dag_file(home / "dags", plan)).test(run_conf=conf)
 
 

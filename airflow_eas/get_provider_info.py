@@ -53,7 +53,17 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": "EAS", "python-modules": ["airflow_eas.hooks.eas"]}],
-        "operators": [{"integration-name": "EAS", "python-modules": ["airflow_eas.operators.eas"]}],
+        "operators": [
+            {
+                "integration-name": "EAS",
+                "python-modules": [
+                    "airflow_eas.operators.deploy",
+                    "airflow_eas.operators.traffic",
+                    "airflow_eas.operators.service",
+                    "airflow_eas.operators.lease",
+                ],
+            }
+        ],
         "sensors": [{"integration-name": "EAS", "python-modules": ["airflow_eas.sensors.eas"]}],
         "triggers": [{"integration-name": "EAS", "python-modules": ["airflow_eas.triggers.eas"]}],
         "connection-types": [

@@ -29,12 +29,12 @@ class EasBaseLink(BaseOperatorLink):
         except (KeyError, IndexError, ValueError):
             return ""
 
-    def get_link(self, operator, *, ti_key) -> str:  # noqa: ANN001
+    def get_link(self, operator, *, ti_key) -> str:
         try:
             from airflow.sdk.execution_time.xcom import XCom
 
             parts = XCom.get_value(key=XCOM_KEY, ti_key=ti_key)
-        except Exception:  # noqa: BLE001 - a link must never fail a task or a page
+        except Exception:  # a link must never fail a task or a page
             log.debug("no link parts for %s", ti_key, exc_info=True)
             return ""
         return self.format_link(**parts) if isinstance(parts, dict) else ""
@@ -46,15 +46,16 @@ class EasBaseLink(BaseOperatorLink):
             return
         try:
             context["ti"].xcom_push(key=XCOM_KEY, value={k: v for k, v in parts.items() if v is not None})
-        except Exception:  # noqa: BLE001
+        except Exception:  # a link must never fail a task
             log.warning("could not store the EAS links of %s", parts.get("service"), exc_info=True)
 
 
 class EasServiceEndpointLink(EasBaseLink):
-    """The service's prediction endpoint (``POST`` with ``Authorization: <token>``)."""
+    """The service's page on the platform's console (``<control plane>/console/services/<name>``):
+    its endpoint, token, instances and metrics; the prediction URL itself answers POST only."""
 
     name = "EAS endpoint"
-    format_str = "{endpoint}"
+    format_str = "{page}"
 
 
 class EasServiceConsoleLink(EasBaseLink):
@@ -68,6 +69,10 @@ def persist_service_links(context: Any, operator: Any, hook: Any, service: str, 
     """Store the link parts of ``service``; never raises."""
     try:
         console = hook.console_url(service)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a link must never fail a task or a page
         console = None
-    EasBaseLink.persist(context, operator, service=service, endpoint=endpoint, console=console)
+    try:
+        page = hook.service_page_url(service)
+    except Exception:  # noqa: BLE001 - a link must never fail a task or a page
+        page = None
+    EasBaseLink.persist(context, operator, service=service, endpoint=endpoint, console=console, page=page)

@@ -1,135 +1,150 @@
-"""The Airflow UI plugin: a read-only EAS console mounted in the API server at ``/eas``.
+"""The Airflow UI plugin: EAS pages mounted in the API server at ``/eas``.
 
-``/eas/`` lists the groups (with member weights) and services of a connection
-(``?conn_id=``, default ``eas_default``); ``/eas/services/<name>`` shows one service:
-status, instances, the last minute's metrics and its events. The EAS console link of
-the operators points here unless the connection sets its own ``console_url``. Tokens
-are never shown, and only users signed in to Airflow who may read the connection see it.
+- ``/eas/`` lists the groups (with member weights) and services of a connection
+  (``?conn_id=``, default ``eas_default``); ``/eas/services/<name>`` shows one service:
+  status, instances, the last minute's metrics and its events. The EAS console link of the
+  operators points here unless the connection sets its own ``console_url``. Tokens are
+  never shown, and only signed-in users who may read the connection see these pages.
+- ``/eas/rollouts/<dag_id>/<run_id>`` draws one run of a rollout DAG: the members' weights
+  over time, the candidate's and the stable member's error rate and p99 against the
+  analysis thresholds, and each verdict, the promotion or the rollback. It is a tab of
+  every DAG run (an ``external_views`` entry with ``destination="dag_run"``) for users who
+  may read the DAG's runs.
+
+Pages are Jinja2 templates (autoescaped); sign-in and permissions are Airflow's own
+dependencies (``GetUserDep``, ``requires_access_dag``) and its auth manager.
 """
 
-from __future__ import annotations
-
-import html
+# No `from __future__ import annotations`: FastAPI must see the Annotated dependencies
+# (GetUserDep, SessionDep) imported inside create_app() as objects, not as strings.
+import time
+from pathlib import Path
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from airflow_eas.hooks.eas import EasHook
+from airflow_eas.ui.timeline import TaskRecord, add_member_series, build_timeline
+
+UI = Path(__file__).parent / "ui"
+CHART_LIBRARY = Path(__file__).parent / "server" / "console" / "static"  # the one vendored copy of uPlot
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data:; frame-ancestors 'self'",
+    "Cache-Control": "no-store",
+}
 
 
-def _page(title: str, body: str) -> str:
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em .8em;text-align:left}"
-        "table{border-collapse:collapse}tr:nth-child(even){background:#f4f4f4}</style></head>"
-        f"<body><h2>{html.escape(title)}</h2>{body}</body></html>"
-    )
+def _templates() -> Environment:
+    env = Environment(loader=FileSystemLoader(UI / "templates"), autoescape=select_autoescape(default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["clock"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "–"
+    env.filters["ms"] = lambda v: "–" if v is None else f"{v:.0f} ms"
+    env.filters["pct"] = lambda v: "–" if v is None else f"{v:.1%}"
+    return env
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def rollout_data(session: Any, dag_id: str, run_id: str, conn_id: str) -> dict[str, Any]:
+    """The timeline of one run from the metadata DB, with the members' points from the platform."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
 
-
-async def _may_read_connection(request: Request, conn_id: str) -> None:
-    """Airflow's own login guards the console: a signed-in user allowed to read the connection."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
-    from airflow.api_fastapi.core_api.security import get_user
-    from fastapi import HTTPException
-
-    user = await get_user(request, None, _bearer(request))
-    allowed = get_auth_manager().is_authorized_connection(
-        method="GET", details=ConnectionDetails(conn_id=conn_id), user=user
-    )
-    if not allowed:
-        raise HTTPException(status_code=403, detail=f"not allowed to read connection {conn_id}")
-
-
-def _bearer(request: Request):  # noqa: ANN202
-    from fastapi.security import HTTPAuthorizationCredentials
-
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials) if credentials else None
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+    if run is None:
+        raise HTTPException(404, f"no run {run_id!r} of DAG {dag_id!r}")
+    tis = session.scalars(
+        select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+    ).all()
+    tasks = [
+        TaskRecord(ti.task_id, str(ti.state) if ti.state else None,
+                   ti.start_date.timestamp() if ti.start_date else None,
+                   ti.end_date.timestamp() if ti.end_date else None)
+        for ti in tis if ti.map_index == -1
+    ]
+    rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id, key="return_value")).all()
+    xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows if row.map_index == -1}
+    now = time.time()
+    timeline = build_timeline(tasks, xcoms, now=now, run_state=str(run.state) if run.state else None)
+    timeline.update(dag_id=dag_id, run_id=run_id, conn_id=conn_id)
+    add_member_series(timeline, lambda: EasHook(conn_id).get_platform(), source=conn_id, now=now)
+    return timeline
 
 
 def create_app() -> FastAPI:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails, DagAccessEntity
+    from airflow.api_fastapi.common.db.common import SessionDep
+    from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+
     from airflow_eas.errors import EasError
 
-    async def guard(request: Request, conn_id: str = EasHook.default_conn_name) -> None:
-        await _may_read_connection(request, conn_id)
+    env = _templates()
 
-    app = FastAPI(title="EAS console", docs_url=None, redoc_url=None, dependencies=[Depends(guard)])
-    esc = html.escape
+    def may_read_connection(user: GetUserDep, conn_id: str = EasHook.default_conn_name) -> None:
+        """Signed in (Airflow resolves the user from its own token) and allowed to read the connection."""
+        allowed = get_auth_manager().is_authorized_connection(
+            method="GET", details=ConnectionDetails(conn_id=conn_id), user=user
+        )
+        if not allowed:
+            raise HTTPException(status_code=403, detail=f"not allowed to read connection {conn_id}")
 
-    @app.get("/", response_class=HTMLResponse)
-    def overview(conn_id: str = EasHook.default_conn_name) -> str:
+    may_read_runs = Depends(requires_access_dag("GET", DagAccessEntity.RUN))
+
+    app = FastAPI(title="EAS", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static/lib", StaticFiles(directory=CHART_LIBRARY), name="eas-chart-library")
+    app.mount("/static", StaticFiles(directory=UI / "static"), name="eas-static")
+
+    def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        base = request.scope.get("root_path", "").rstrip("/")  # where Airflow mounted this app
+        html = env.get_template(template).render(base=base, **ctx)
+        return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(may_read_connection)])
+    def overview(request: Request, conn_id: str = EasHook.default_conn_name) -> HTMLResponse:
         try:
             platform = EasHook(conn_id).get_platform()
-            services = platform.list()
-            groups = platform.list_groups()
+            services, groups = platform.list(), platform.list_groups()
         except EasError as exc:
-            return _page("EAS", f"<p>Cannot reach the platform of {esc(conn_id)}: {esc(exc.message)}</p>")
-        group_rows = [
-            [esc(g.name), ", ".join(f"{esc(m.service)}={m.weight}%" for m in g.members)] for g in groups
-        ]
-        service_rows = [
-            [
-                f"<a href='services/{esc(s.name)}?conn_id={esc(conn_id)}'>{esc(s.name)}</a>",
-                esc(s.status),
-                esc(s.group or ""),
-                f"{s.running_instances}/{s.instances}",
-                s.version,
-            ]
-            for s in services
-        ]
-        body = (
-            "<h3>Groups</h3>"
-            + _table(["group", "members"], group_rows)
-            + "<h3>Services</h3>"
-            + _table(["service", "status", "group", "instances", "version"], service_rows)
-        )
-        return _page(f"EAS ({conn_id})", body)
+            return render(request, "overview.html", conn_id=conn_id, error=exc.message, services=[], groups=[])
+        return render(request, "overview.html", conn_id=conn_id, error=None, services=services, groups=groups)
 
-    @app.get("/services/{name}", response_class=HTMLResponse)
-    def service(name: str, conn_id: str = EasHook.default_conn_name) -> str:
+    @app.get("/services/{name}", response_class=HTMLResponse, dependencies=[Depends(may_read_connection)])
+    def service(request: Request, name: str, conn_id: str = EasHook.default_conn_name) -> HTMLResponse:
         try:
             platform = EasHook(conn_id).get_platform()
-            info = platform.describe(name)
-            metrics = platform.metrics(name, 60)
+            info, metrics = platform.describe(name), platform.metrics(name, 60)
         except EasError as exc:
-            return _page(f"EAS service {name}", f"<p>{esc(exc.message)}</p>")
-        facts = [
-            ["status", esc(info.status) + (f" ({esc(info.reason)})" if info.reason else "")],
-            ["group", esc(info.group or "")],
-            ["version", info.version],
-            ["instances", f"{info.running_instances}/{info.instances}"],
-            ["endpoint", esc(info.endpoint)],
-            ["requests (60 s)", metrics.requests],
-            ["errors (60 s)", f"{metrics.errors} ({metrics.error_rate:.1%})"],
-            ["p50 / p99 ms", f"{metrics.p50_ms} / {metrics.p99_ms}"],
-        ]
-        instances = [[esc(i.id), esc(i.status), i.version, i.restarts] for i in info.instance_list]
-        events = [[f"{e.time:.0f}", esc(e.level), esc(e.message)] for e in info.events[-20:]]
-        body = (
-            _table(["", ""], facts)
-            + "<h3>Instances</h3>"
-            + _table(["id", "status", "version", "restarts"], instances)
-            + "<h3>Events</h3>"
-            + _table(["time", "level", "message"], events)
-        )
-        return _page(f"EAS service {name}", body)
+            return render(request, "service.html", conn_id=conn_id, name=name, error=exc.message)
+        return render(request, "service.html", conn_id=conn_id, name=name, error=None, info=info, metrics=metrics)
+
+    @app.get("/rollouts/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[may_read_runs])
+    def rollout(request: Request, dag_id: str, run_id: str, session: SessionDep,
+                conn_id: str = EasHook.default_conn_name) -> HTMLResponse:
+        data = rollout_data(session, dag_id, run_id, conn_id)
+        return render(request, "rollout.html", t=data)
+
+    @app.get("/rollouts/{dag_id}/{run_id}/data", dependencies=[may_read_runs])
+    def rollout_json(dag_id: str, run_id: str, session: SessionDep,
+                     conn_id: str = EasHook.default_conn_name) -> JSONResponse:
+        return JSONResponse(rollout_data(session, dag_id, run_id, conn_id), headers=HEADERS)
 
     return app
 
 
 class EasPlugin(AirflowPlugin):
-    """Mounts the EAS console in the Airflow API server and links it from the navigation."""
+    """Mounts the EAS pages in the Airflow API server; links them from the navigation and each DAG run."""
 
     name = "eas"
     fastapi_apps = [{"app": create_app(), "url_prefix": "/eas", "name": "EAS console"}]
-    external_views = [{"name": "EAS", "href": "/eas/", "destination": "nav", "category": "browse"}]
+    external_views = [
+        {"name": "EAS", "href": "/eas/", "destination": "nav", "category": "browse"},
+        # a tab of every DAG run; Airflow fills in the placeholders (relative: works behind a path prefix)
+        {"name": "Rollout", "href": "eas/rollouts/{DAG_ID}/{RUN_ID}", "destination": "dag_run",
+         "url_route": "eas-rollout"},  # the tab's own address: /dags/<dag>/runs/<run>/plugin/eas-rollout
+    ]

@@ -12,6 +12,7 @@ import binascii
 import json
 import posixpath
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,8 +73,11 @@ class Metadata(_Strict):
 
 
 class EnvVar(_Strict):
+    """One environment variable; ``secret: true`` keeps its value out of every answer and view."""
+
     name: str = Field(min_length=1)
     value: str = ""
+    secret: bool = False
 
     @field_validator("name")
     @classmethod
@@ -107,7 +111,7 @@ class Container(_Strict):
 class OssMount(_Strict):
     path: str
     endpoint: str | None = None
-    readOnly: bool = True  # noqa: N815 - EAS field name
+    readOnly: bool = True
 
     @field_validator("path")
     @classmethod
@@ -120,7 +124,7 @@ class OssMount(_Strict):
 class NfsMount(_Strict):
     server: str = Field(min_length=1)
     path: str = "/"
-    readOnly: bool = False  # noqa: N815 - EAS field name
+    readOnly: bool = False
 
 
 class GitMount(_Strict):
@@ -133,7 +137,7 @@ class GitMount(_Strict):
 
 class LocalMount(_Strict):
     path: str
-    readOnly: bool = False  # noqa: N815 - EAS field name
+    readOnly: bool = False
 
     @field_validator("path")
     @classmethod
@@ -165,6 +169,27 @@ class StorageMount(_Strict):
         return next(k for k in ("oss", "nfs", "git", "local") if getattr(self, k) is not None)
 
 
+class CloudInstance(_Strict):
+    """One instance type, in order of preference; ``spot_price_limit`` asks for a spot instance."""
+
+    type: str = Field(min_length=1, max_length=63)
+    spot_price_limit: float | None = Field(default=None, gt=0)
+
+
+class CloudComputing(_Strict):
+    instances: list[CloudInstance] = Field(default_factory=list)
+
+
+class Cloud(_Strict):
+    """EAS ``cloud``: where instances run. The single host ignores it; a cluster turns it into node affinity."""
+
+    computing: CloudComputing = Field(default_factory=CloudComputing)
+
+    @property
+    def instance_types(self) -> list[str]:
+        return [i.type for i in self.computing.instances]
+
+
 def _absolute_path(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError(f"{value!r} must be an absolute path")
@@ -188,8 +213,8 @@ class ServiceSpec(_Strict):
     warm_up_data_path: str | None = None
     storage: list[StorageMount] = Field(default_factory=list)
     token: str | None = None
-    cloud: dict[str, Any] | None = None
-    dockerAuth: str | None = None  # noqa: N815 - EAS field name: base64 of "user:password" for the image's registry
+    cloud: Cloud | None = None
+    dockerAuth: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -267,7 +292,7 @@ class ServiceSpec(_Strict):
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
 
 
-def _format_errors(exc: ValidationError) -> str:
+def format_errors(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"]) or "spec"
@@ -296,9 +321,27 @@ def parse_spec(data: dict[str, Any] | str | bytes) -> ServiceSpec:
     """Validate an EAS service spec (dict or JSON text); raise InvalidSpec naming each bad field."""
     data = spec_dict(data)
     try:
-        return ServiceSpec.model_validate(data)
+        spec = ServiceSpec.model_validate(data)
     except ValidationError as exc:
-        raise InvalidSpec(f"invalid service spec: {_format_errors(exc)}") from None
+        raise InvalidSpec(f"invalid service spec: {format_errors(exc)}") from None
+    _check_commands(spec)
+    return spec
+
+
+def _check_commands(spec: ServiceSpec) -> None:
+    """The process runtime splits ``command`` as a shell would: what it could not run is refused when the
+    spec is accepted. Checked here, at the edge, not in the model: a spec an older server stored must still
+    load (and fail alone when launched)."""
+    for i, container in enumerate(spec.containers or []):
+        if container.command is None:
+            continue
+        try:
+            argv = shlex.split(container.command)
+        except ValueError as exc:
+            raise InvalidSpec(f"invalid service spec: containers.{i}.command: {container.command!r} cannot be split "
+                              f"into arguments ({exc}); check its quotes") from None
+        if not argv:
+            raise InvalidSpec(f"invalid service spec: containers.{i}.command: must name a program to run")
 
 
 def load_spec_file(path: str | Path) -> ServiceSpec:
@@ -334,6 +377,56 @@ def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, A
 
 
 REDACTED = "******"
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+# Env names that hold secrets whatever ``secret`` says (EAS users put keys in env without marking them)
+_SECRET_NAME = re.compile(r"(?i)(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|API_KEY|CREDENTIAL)")
+
+
+def env_is_secret(env: dict[str, Any]) -> bool:
+    """An env entry whose value is never shown: marked ``secret: true`` or named like a credential."""
+    return bool(env.get("secret")) or bool(_SECRET_NAME.search(str(env.get("name", ""))))
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the user-info of every URL in it (``https://user:pw@host``) replaced."""
+    return _URL_USERINFO.sub(r"\1***@", text)
+
+
+def _secret_slots(spec: dict[str, Any]) -> dict[tuple[str, ...], str]:
+    """Every secret value of a spec by a stable key: the registry login (dockerAuth), git passwords by mount
+    path, env values by name, URLs with credentials by where they are."""
+    slots: dict[tuple[str, ...], str] = {}
+    if isinstance(spec.get("dockerAuth"), str) and spec["dockerAuth"]:
+        slots[("dockerAuth",)] = spec["dockerAuth"]
+    for mount in spec.get("storage") or []:
+        git = mount.get("git") if isinstance(mount, dict) else None
+        if isinstance(git, dict):
+            where = str(mount.get("mount_path"))
+            if git.get("password"):
+                slots[("git.password", where)] = git["password"]
+            if isinstance(git.get("repo"), str) and redact_url(git["repo"]) != git["repo"]:
+                slots[("git.repo", where)] = git["repo"]
+    for c, container in enumerate(spec.get("containers") or []):
+        for env in (container.get("env") or []) if isinstance(container, dict) else []:
+            if isinstance(env, dict) and isinstance(env.get("value"), str) and env["value"]:
+                if env_is_secret(env) or redact_url(env["value"]) != env["value"]:
+                    slots[("env", str(c), str(env.get("name")))] = env["value"]
+    return slots
+
+
+def _slot_refs(spec: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any], str]]:
+    """(key, the dict holding the value, its field) of every secret slot of ``spec``."""
+    refs: list[tuple[tuple[str, ...], dict[str, Any], str]] = [(("dockerAuth",), spec, "dockerAuth")]
+    for mount in spec.get("storage") or []:
+        git = mount.get("git") if isinstance(mount, dict) else None
+        if isinstance(git, dict):
+            where = str(mount.get("mount_path"))
+            refs += [(("git.password", where), git, "password"), (("git.repo", where), git, "repo")]
+    for c, container in enumerate(spec.get("containers") or []):
+        for env in (container.get("env") or []) if isinstance(container, dict) else []:
+            if isinstance(env, dict):
+                refs.append((("env", str(c), str(env.get("name"))), env, "value"))
+    return refs
 
 
 def docker_auth_pair(value: str) -> tuple[str, str]:
@@ -348,32 +441,24 @@ def docker_auth_pair(value: str) -> tuple[str, str]:
 
 
 def redact_secrets(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec as it may be shown: git passwords and dockerAuth replaced by REDACTED."""
+    """The spec as it may be shown: git passwords, dockerAuth, secret env values and URL credentials replaced."""
     out = json.loads(json.dumps(spec))
-    if out.get("dockerAuth"):
-        out["dockerAuth"] = REDACTED
-    for mount in out.get("storage") or []:
-        git = mount.get("git") if isinstance(mount, dict) else None
-        if isinstance(git, dict) and git.get("password"):
-            git["password"] = REDACTED
+    slots = _secret_slots(out)
+    for key, holder, field in _slot_refs(out):
+        if key in slots:
+            whole = field in ("password", "dockerAuth") or (field == "value" and env_is_secret(holder))
+            holder[field] = REDACTED if whole else redact_url(holder[field])
     return out
 
 
 def restore_secrets(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
-    """Put back the secrets a user's edit of a shown (redacted) spec left as REDACTED (git passwords by mount
-    path, dockerAuth as it was)."""
-    if new.get("dockerAuth") == REDACTED:
-        if stored.get("dockerAuth"):
-            new["dockerAuth"] = stored["dockerAuth"]
-        else:
-            new.pop("dockerAuth")
-    kept = {
-        m.get("mount_path"): m["git"]["password"]
-        for m in stored.get("storage") or []
-        if isinstance(m, dict) and isinstance(m.get("git"), dict) and m["git"].get("password")
-    }
-    for mount in new.get("storage") or []:
-        git = mount.get("git") if isinstance(mount, dict) else None
-        if isinstance(git, dict) and git.get("password") == REDACTED and mount.get("mount_path") in kept:
-            git["password"] = kept[mount["mount_path"]]
+    """Put back the secrets a user's edit of a shown (redacted) spec left redacted, by where they are."""
+    kept = _secret_slots(stored)
+    shown = redact_secrets(stored)
+    shown_values = {key: holder[field] for key, holder, field in _slot_refs(shown)}
+    for key, holder, field in _slot_refs(new):
+        if key in kept and holder.get(field) == shown_values.get(key):
+            holder[field] = kept[key]
+    if new.get("dockerAuth") == REDACTED and not stored.get("dockerAuth"):
+        new.pop("dockerAuth")  # a shown placeholder with nothing behind it: no credentials
     return new

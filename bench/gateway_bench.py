@@ -5,9 +5,10 @@
 1. One sklearn processor instance (our model server) deployed by a real `eas server`;
    `wrk -t1 -c16` posts one-row JSON to the instance directly and through the gateway
    (token checked, path routed, request logged for metrics), alternated in each round.
-2. What the per-request metrics cost HAProxy: two servers, request logs on and off, each
-   in front of a static backend much faster than a model (a second HAProxy answering 200),
-   so the gateway itself is the bottleneck.
+2. The gateway at full speed against a bare HAProxy hop over the same tiny upstream (an nginx
+   ``return 200``, started by `eas server` as an image service), so HAProxy is the bottleneck:
+   the cost of tokens, routing, body limit, queueing and per-request metrics (the issue asks
+   for at least 0.90 of the bare hop).
 Medians over the rounds; results go to the ``## Gateway`` section of docs/benchmarks.md.
 """
 
@@ -20,12 +21,13 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
-from airflow_eas.server.embedded import EmbeddedServer, start_embedded
+from airflow_eas.server.embedded import EmbeddedServer, free_port, start_embedded
 from airflow_eas.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,16 +35,38 @@ WORK = REPO / ".bench" / "gateway"
 DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Gateway"
 BODY = '{"instances": [[0.5, -1.2, 0.3, 2.1]]}'
-STATIC_CFG = """global
-    nbthread 1
+WARM_UP_S = 4
+NGINX_CFG = """daemon off;
+worker_processes 1;
+pid {dir}/nginx-PORT.pid;
+error_log {dir}/nginx-PORT.err warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body-PORT;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:PORT;
+        location / {{
+            default_type application/json;
+            return 200 '{{"predictions":[1]}}';
+        }}
+    }}
+}}
+"""
+# the one hop without anything of ours: the same HAProxy, default settings, no rules
+BARE_CFG = """global
+    maxconn 8000
 defaults
     mode http
     timeout client 30s
     timeout server 30s
     timeout connect 2s
-frontend static
-    bind 127.0.0.1:"$PORT"
-    http-request return status 200 content-type application/json string '{"predictions":[1]}'
+frontend bare
+    bind 127.0.0.1:{port}
+    default_backend upstream
+backend upstream
+    server nginx {upstream}
 """
 
 
@@ -67,7 +91,7 @@ def wrk(url: str, token: str | None, connections: int, duration: int) -> dict:
     }
 
 
-def _running(server: EmbeddedServer, name: str):  # noqa: ANN202
+def _running(server: EmbeddedServer, name: str):
     client = server.client
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -80,7 +104,7 @@ def _running(server: EmbeddedServer, name: str):  # noqa: ANN202
     raise SystemExit(f"{name} did not become ready")
 
 
-def model_service(server: EmbeddedServer):  # noqa: ANN202
+def model_service(server: EmbeddedServer):
     import joblib
     import numpy as np
     from sklearn.linear_model import LogisticRegression
@@ -95,13 +119,33 @@ def model_service(server: EmbeddedServer):  # noqa: ANN202
     return _running(server, "bench_model")
 
 
-def static_service(server: EmbeddedServer, name: str):  # noqa: ANN202
-    cfg = WORK / "static.cfg"
-    cfg.write_text(STATIC_CFG)
-    spec = {"name": name, "containers": [{"image": "local", "command": f"haproxy -db -f {cfg}", "port": 8000}],
+def nginx_service(server: EmbeddedServer, name: str):
+    """An nginx answering 200 to everything, on the port the runtime gives it (nginx reads no env)."""
+    template = WORK / "nginx.conf.in"
+    template.write_text(NGINX_CFG.format(dir=WORK))
+    start = WORK / "nginx.sh"
+    start.write_text(f'#!/bin/sh\nsed "s/PORT/$PORT/g" {template} > {WORK}/nginx-$PORT.conf\n'
+                     f'exec nginx -c {WORK}/nginx-$PORT.conf\n')
+    start.chmod(0o755)
+    spec = {"name": name, "containers": [{"image": "local", "command": str(start), "port": 8000}],
             "metadata": {"instance": 1}}
     server.client.create(parse_spec(spec))
     return _running(server, name)
+
+
+def bare_hop(upstream: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cfg = WORK / "bare.cfg"
+    cfg.write_text(BARE_CFG.format(port=port, upstream=upstream))
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"http://127.0.0.1:{port}/api/predict/bench_nginx"
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the bare HAProxy did not listen")
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -130,26 +174,33 @@ def main() -> None:
                 results[kind].append(wrk(url, token, 16, args.duration))
                 print(kind, results[kind][-1], flush=True)
 
-        os.environ["EAS_GATEWAY_REQUEST_LOG"] = "off"
-        quiet = start_embedded(WORK / "eas-nolog")
-        servers.append(quiet)
-        del os.environ["EAS_GATEWAY_REQUEST_LOG"]
-        logged_info = static_service(main_server, "bench_static")
-        quiet_info = static_service(quiet, "bench_static")
-        cost: dict[str, list[dict]] = {"logs on": [], "logs off": []}
-        for r in range(args.rounds):
-            for kind in ("logs on", "logs off") if r % 2 == 0 else ("logs off", "logs on"):
-                target = logged_info if kind == "logs on" else quiet_info
-                cost[kind].append(wrk(target.endpoint, target.token, 16, args.duration))
-                print(kind, cost[kind][-1], flush=True)
-        counted = main_server.client.metrics("bench_static", 900).requests
-        sent = sum(round(x["rps"] * args.duration) for x in cost["logs on"])
+        upstream = nginx_service(main_server, "bench_nginx")
+        bare, bare_url = bare_hop(upstream.instance_list[0].address)
+        cost: dict[str, list[dict]] = {"bare": [], "gateway": []}
+        sent = 0
+        try:
+            for r in range(args.rounds):
+                for kind in ("bare", "gateway") if r % 2 == 0 else ("gateway", "bare"):
+                    url, token = (bare_url, None) if kind == "bare" else (upstream.endpoint, upstream.token)
+                    # unmeasured: a route that turns busy logs every request until the gateway's log sampling
+                    # follows its rate (about 3 s, see metrics.py); the table is about the steady state
+                    warm = wrk(url, token, 16, WARM_UP_S)
+                    if kind == "gateway":
+                        sent += round(warm["rps"] * WARM_UP_S)
+                    cost[kind].append(wrk(url, token, 16, args.duration))
+                    print(kind, cost[kind][-1], flush=True)
+        finally:
+            bare.terminate()
+            bare.wait(10)
+        time.sleep(2)  # the receiver's last lines
+        counted = main_server.client.metrics("bench_nginx", 900).requests
+        sent += sum(round(x["rps"] * args.duration) for x in cost["gateway"])
     finally:
         for server in servers:
             server.stop()
 
     d_rps, g_rps = median(results["direct"], "rps"), median(results["gateway"], "rps")
-    on_rps, off_rps = median(cost["logs on"], "rps"), median(cost["logs off"], "rps")
+    on_rps, off_rps = median(cost["gateway"], "rps"), median(cost["bare"], "rps")
     errors = sum(x["errors"] for runs in (*results.values(), *cost.values()) for x in runs)
     lines = [
         SECTION,
@@ -168,18 +219,27 @@ def main() -> None:
         f"| through the gateway (token, routing, metrics) | {g_rps:,.0f} | {g_rps / d_rps:.2f} | "
         f"{median(results['gateway'], 'p50_ms'):.2f} ms | {median(results['gateway'], 'p99_ms'):.2f} ms |",
         "",
-        "What the per-request metrics cost the gateway (a static backend faster than the gateway, so HAProxy "
-        "is the bottleneck; the log receiver in the control plane runs on the same cores; a route busier than "
-        "1,000 requests/s logs a sample whose lines are weighed back, so the counts below are estimates at this "
-        "speed and exact under it):",
+        "The gateway at full speed against a bare HAProxy hop (the same HAProxy, no rules, default settings) "
+        "over the same upstream, an nginx `return 200` much faster than a model, so HAProxy is the bottleneck; "
+        f"each run follows an unmeasured {WARM_UP_S} s one, so the log sampling of the busy route has settled. "
+        "The gateway checks the token (constant time), routes by path through maps, applies the body limit and "
+        "the per-server queue, and logs requests for the metrics (a route busier than 1,000 requests/s logs a "
+        "sample whose lines are weighed back; the receiver in the control plane runs on the same cores):",
         "",
-        "| gateway | c16 rps | ratio |",
-        "|---|---|---|",
-        f"| request logs off | {off_rps:,.0f} | 1.00 |",
-        f"| request logs on (metrics) | {on_rps:,.0f} | {on_rps / off_rps:.2f} |",
+        "| hop over nginx | c16 rps | ratio | c16 p50 | c16 p99 |",
+        "|---|---|---|---|---|",
+        f"| bare HAProxy | {off_rps:,.0f} | 1.00 | {median(cost['bare'], 'p50_ms'):.2f} ms | "
+        f"{median(cost['bare'], 'p99_ms'):.2f} ms |",
+        f"| gateway (token, routing, limits, metrics) | {on_rps:,.0f} | {on_rps / off_rps:.2f} | "
+        f"{median(cost['gateway'], 'p50_ms'):.2f} ms | {median(cost['gateway'], 'p99_ms'):.2f} ms |",
         "",
-        f"Request lines counted by the metrics receiver in the 'logs on' runs: {counted:,} of about {sent:,} "
-        f"sent. Errors (connect, read, timeouts, non-2xx) in all runs: {errors}.",
+        f"Issue 12 asks for at least 0.90 of the bare hop: {'met' if on_rps / off_rps >= 0.9 else 'not met'} "
+        f"in this run (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at its end; other work "
+        "on the same cores moves single runs by a factor of two).",
+        "",
+        f"Requests counted by the metrics in the gateway runs (warm-up runs included): {counted:,} of about "
+        f"{sent:,} sent. "
+        f"Errors (connect, read, timeouts, non-2xx) in all runs: {errors}.",
         "",
     ]
     print("\n".join(lines))

@@ -108,7 +108,7 @@ def measure(name: str, build: Callable[[], Callable[[np.ndarray], np.ndarray]], 
         score = build()
         load = time.perf_counter() - t
         got = score(X[:200])
-    except Exception as exc:  # an evaluator that refuses the model is a result, not a crash
+    except Exception as exc:  # noqa: BLE001 - an evaluator that refuses the model is a result, not a crash
         return {"evaluator": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}"}
     same_shape = got.shape == want[:200].shape
     diff = float(np.max(np.abs(got - want[:200]))) if same_shape else float("nan")

@@ -5,6 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-for module in ("bench.gateway_bench", "bench.serving_bench"):
+for module in ("bench.gateway_bench", "bench.serving_bench", "bench.control_plane_bench"):
     print(f"== {module}", flush=True)
     subprocess.run([sys.executable, "-m", module], check=True)

@@ -67,7 +67,7 @@ class Server:
             cwd=self.cwd or REPO,
             stdout=subprocess.DEVNULL,
             stderr=open(self.log, "wb"),
-            start_new_session=True,  # noqa: SIM115
+            start_new_session=True,
         )
         while time.monotonic() - t0 < 120:
             if self.proc.poll() is not None:

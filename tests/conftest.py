@@ -6,10 +6,12 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
 
+from airflow_eas.errors import NotFound
 from airflow_eas.server.embedded import EmbeddedServer, start_embedded
 
 APPS = Path(__file__).parent / "apps"
@@ -24,10 +26,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def eas_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+def eas_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     server = start_embedded(tmp_path_factory.mktemp("eas"))
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def eas_server(eas_session: EmbeddedServer) -> Iterator[EmbeddedServer]:
+    """The session's server, left as the test found it: what the test created is deleted, pass or fail."""
+    with deleting_new_services(eas_session) as server:
+        yield server
+
+
+@contextmanager
+def deleting_new_services(server: EmbeddedServer, timeout: float = 60) -> Iterator[EmbeddedServer]:
+    """Deletes every service created inside the block, also when the block fails (a session-wide server
+    must not carry one test's leftovers into the next)."""
+    before = {s.name for s in server.client.list()}
+    try:
+        yield server
+    finally:
+        created = [s.name for s in server.client.list() if s.name not in before]
+        for name in created:
+            with suppress(NotFound):
+                server.client.delete(name)
+        wait_until(lambda: not any(s.name in created for s in server.client.list()), timeout,
+                   f"the services the test created ({', '.join(created)}) to be deleted")
 
 
 def echo_spec(name: str, *, instances: int = 1, group: str | None = None, **env: str) -> dict:
@@ -88,13 +115,32 @@ def s3_server() -> Iterator[dict[str, str]]:
     proc.wait(10)
 
 
-def wait_running(client, name: str, instances: int | None = None, timeout: float = 60):  # noqa: ANN001, ANN201
+def wait_running(client, name: str, instances: int | None = None, timeout: float = 60):
     """Until service ``name`` is Running with ``instances`` serving instances (default: all it wants)."""
 
-    def check():  # noqa: ANN202
+    def check():
         info = client.describe(name)
         want = info.instances if instances is None else instances
         done = info.status == "Running" and info.running_instances == want and len(info.instance_list) == want
         return info if done else None
 
     return wait_until(check, timeout, f"{name} to run {instances if instances is not None else 'all its'} instance(s)")
+
+
+@pytest.fixture(scope="session")
+def iris_data():
+    np = pytest.importorskip("numpy")
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = datasets.load_iris(return_X_y=True)
+    return np.asarray(X, dtype=np.float32), y
+
+
+@pytest.fixture(scope="session")
+def sklearn_model(tmp_path_factory, iris_data):
+    joblib = pytest.importorskip("joblib")
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris_data
+    path = tmp_path_factory.mktemp("sk") / "model.joblib"
+    joblib.dump(LogisticRegression(max_iter=500).fit(X, y), path)
+    return path

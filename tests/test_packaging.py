@@ -80,7 +80,8 @@ def test_clean_venv_runs_server_and_a_processor(wheel: Path, tmp_path: Path) -> 
                             "print(airflow_eas.__file__, u.find_spec('airflow') is None)"],
                            capture_output=True, text=True, env=env, cwd=tmp_path)
     location, no_airflow = check.stdout.split()
-    assert location.startswith(str(env_dir)) and no_airflow == "True", "the wheel's code, and no Airflow"
+    assert location.startswith(str(env_dir)), "the wheel's code"
+    assert no_airflow == "True", "no Airflow"
 
     joblib.dump(LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]), tmp_path / "model.joblib")
     spec = tmp_path / "svc.json"
@@ -104,7 +105,8 @@ def test_clean_venv_runs_server_and_a_processor(wheel: Path, tmp_path: Path) -> 
         wait_until(lambda: json.loads(eas("desc", "wheel_svc", "--json").stdout)["status"] == "Running", 90,
                    "Running")
         res = eas("invoke", "wheel_svc", "--data", '{"instances": [[0.0], [3.0]]}')
-        assert res.returncode == 0 and json.loads(res.stdout)["predictions"] == [0, 1], res.stdout + res.stderr
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert json.loads(res.stdout)["predictions"] == [0, 1], res.stdout + res.stderr
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(40)

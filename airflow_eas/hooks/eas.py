@@ -7,12 +7,14 @@ the hook for ``get_platform()`` and talk to the :class:`Platform` interface only
 connection type    platform
 =================  ===========================================================
 ``eas``            :class:`~airflow_eas.platform.client.EasClient` (``eas server``)
-``kubernetes``     ``KubernetesPlatform`` (not available yet: a clear EasError)
+``kubernetes``     :class:`~airflow_eas.platform.kubernetes.KubernetesPlatform` (docs/kubernetes.md)
 =================  ===========================================================
 
 An ``eas`` connection holds the control plane's host and port (scheme in ``schema``,
 ``http`` by default) and the admin token as its password, e.g.
 ``AIRFLOW_CONN_EAS_DEFAULT='{"conn_type": "eas", "host": "127.0.0.1", "port": 8600, "password": "…"}'``.
+A ``kubernetes`` connection is the cncf-kubernetes provider's, with extras naming the Gateway,
+Prometheus and the model-server image (:class:`~airflow_eas.platform.kubernetes.ClusterSettings`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_eas.errors import EasError
+from airflow_eas.errors import EasError, InvalidSpec
 from airflow_eas.platform.base import Platform
 from airflow_eas.platform.client import EasClient
 
@@ -73,7 +75,7 @@ class EasHook(BaseHook):
     # -- the platform ---------------------------------------------------------------------------
 
     @cached_property
-    def connection(self):  # noqa: ANN201 - airflow.sdk Connection
+    def connection(self):
         return self.get_connection(self.eas_conn_id)
 
     @property
@@ -87,7 +89,7 @@ class EasHook(BaseHook):
         """The control plane's base URL, e.g. ``http://127.0.0.1:8600``."""
         conn = self.connection
         if not conn.host:
-            raise EasError(f"connection {self.eas_conn_id!r} has no host", status=400)
+            raise InvalidSpec(f"connection {self.eas_conn_id!r} has no host")
         host = conn.host
         if "://" in host:
             base = host.rstrip("/")
@@ -110,21 +112,16 @@ class EasHook(BaseHook):
             return EasClient(self.endpoint, self.connection.password or "", timeout=timeout)
         if conn_type == "kubernetes":
             return self._kubernetes_platform()
-        raise EasError(
-            f"connection {self.eas_conn_id!r} has type {conn_type!r}; EasHook needs 'eas' or 'kubernetes'",
-            status=400,
+        raise InvalidSpec(
+            f"connection {self.eas_conn_id!r} has type {conn_type!r}; EasHook needs 'eas' or 'kubernetes'"
         )
 
     def _kubernetes_platform(self) -> Platform:
-        try:
-            from airflow_eas.platform.kubernetes import KubernetesPlatform  # type: ignore[import-not-found]
-        except ImportError:
-            raise EasError(
-                f"connection {self.eas_conn_id!r} is of type 'kubernetes', but the Kubernetes platform "
-                "is not implemented yet; use an 'eas' connection to an eas server",
-                status=501,
-            ) from None
-        return KubernetesPlatform.from_airflow_connection(self.eas_conn_id)  # pragma: no cover
+        # The cluster part of the connection (kubeconfig, context, namespace, in-cluster) is read by the
+        # cncf-kubernetes provider's KubernetesHook; the extras name the gateway, Prometheus and images.
+        from airflow_eas.platform.kubernetes import KubernetesPlatform
+
+        return KubernetesPlatform.from_airflow_connection(self.eas_conn_id)
 
     def console_url(self, service: str) -> str:
         """A service's console page: the connection's ``console_url`` template, else the plugin's page."""
@@ -132,6 +129,10 @@ class EasHook(BaseHook):
         if template:
             return str(template).format(service=service, endpoint=self.endpoint)
         return f"/eas/services/{service}?conn_id={self.eas_conn_id}"
+
+    def service_page_url(self, service: str) -> str:
+        """The service's page on the platform's own console (``eas server``'s ``/console/``)."""
+        return f"{self.endpoint}/console/services/{service}"
 
     def test_connection(self) -> tuple[bool, str]:
         """Reach the control plane with the token (used by the UI's Test button)."""
@@ -141,4 +142,5 @@ class EasHook(BaseHook):
             gateway = platform.gateway_url()
         except EasError as exc:
             return False, exc.message
-        return True, f"connected to {self.endpoint}: {len(services)} services; gateway {gateway}"
+        where = getattr(platform, "endpoint", None) or f"namespace {getattr(platform, 'ns', '?')}"
+        return True, f"connected to {where}: {len(services)} services; gateway {gateway}"

@@ -1,18 +1,17 @@
-"""Airflow operators of the EAS provider (see :mod:`airflow_eas.operators.eas`)."""
+"""Airflow operators of the EAS provider: one module per concern (see :mod:`airflow_eas.operators.eas`)."""
 
 from airflow_eas.operators.base import EasBaseOperator
-from airflow_eas.operators.eas import (
-    EasAcquireLeaseOperator,
+from airflow_eas.operators.deploy import EasDeployServiceOperator, EasWarmUpOperator
+from airflow_eas.operators.lease import EasAcquireLeaseOperator, EasReleaseLeaseOperator
+from airflow_eas.operators.service import EasDeleteServiceOperator, EasScaleOperator
+from airflow_eas.operators.traffic import (
     EasBakeOperator,
-    EasDeleteServiceOperator,
-    EasDeployServiceOperator,
+    EasFirstReleaseOperator,
     EasPromoteOperator,
-    EasReleaseLeaseOperator,
+    EasReleaseGateOperator,
     EasRollbackOperator,
     EasRolloutFailedOperator,
-    EasScaleOperator,
     EasTrafficShiftOperator,
-    EasWarmUpOperator,
 )
 
 __all__ = [
@@ -21,7 +20,9 @@ __all__ = [
     "EasBaseOperator",
     "EasDeleteServiceOperator",
     "EasDeployServiceOperator",
+    "EasFirstReleaseOperator",
     "EasPromoteOperator",
+    "EasReleaseGateOperator",
     "EasReleaseLeaseOperator",
     "EasRollbackOperator",
     "EasRolloutFailedOperator",

@@ -12,11 +12,15 @@ The REST API (all calls need the admin token, ``Authorization: Bearer <token>``)
 ``DELETE /api/v2/services/{name}``
 ``GET    /api/v2/services/{name}/metrics`` ``?window=60``               -> Metrics
 ``GET    /api/v2/services/{name}/logs``    ``?lines=100``               -> ``{"logs": str}``
+``GET    /api/v2/services/{name}/series``  ``?window=15m|1h|24h``       -> 10-second points, per-instance usage
 ``GET    /api/v2/groups``                  ``{"groups": [GroupInfo]}``
 ``GET    /api/v2/groups/{group}``          GroupInfo
 ``PUT    /api/v2/groups/{group}/traffic``  ``{"weights": {svc: w}}``    -> GroupInfo
-``POST   /api/v2/groups/{group}/lease``    ``{"holder", "ttl_seconds"}`` -> Lease (409 if held)
+``POST   /api/v2/groups/{group}/lease``    ``{"holder", "ttl_seconds", "stable", "guard"}`` -> Lease (409 if held)
+``PUT    /api/v2/groups/{group}/lease``    renew ``{"holder", "ttl_seconds", "stable"?}`` -> Lease (410 if revoked)
+``GET    /api/v2/groups/{group}/lease``    Lease (held, or revoked with its reason; 404 when free)
 ``DELETE /api/v2/groups/{group}/lease``    ``?holder=``
+``POST   /api/v2/groups/{group}/events``   ``{"level", "message"}``
 ``GET    /api/v2/endpoints/{name}``        ``{"name", "kind", "url", "token"}`` (service or group)
 ``GET    /api/v2/info``                    ``{"gateway": url, "version": str}``
 ``GET    /metrics``                        Prometheus text
@@ -33,8 +37,8 @@ from typing import Any
 
 import requests
 
-from airflow_eas.errors import EasError, PlatformUnavailable
-from airflow_eas.platform.base import GroupInfo, Lease, Metrics, Platform, ServiceInfo
+from airflow_eas.errors import EasError, InvalidSpec, NotFound, PlatformUnavailable
+from airflow_eas.platform.base import GroupInfo, GuardSettings, Lease, Metrics, Platform, Series, ServiceInfo
 from airflow_eas.spec import ServiceSpec
 
 
@@ -48,7 +52,7 @@ class EasClient(Platform):
 
     def __init__(self, endpoint: str, token: str, *, timeout: float = 30.0) -> None:
         if not endpoint:
-            raise EasError("no endpoint: pass --endpoint or set EAS_ENDPOINT", status=400)
+            raise InvalidSpec("no endpoint: pass --endpoint or set EAS_ENDPOINT")
         if "://" not in endpoint:
             endpoint = f"http://{endpoint}"
         self.endpoint = endpoint.rstrip("/")
@@ -113,6 +117,10 @@ class EasClient(Platform):
         body = self._call("GET", f"/api/v2/services/{name}/metrics", params={"window": window_seconds})
         return Metrics.from_dict(body)
 
+    def series(self, name: str, window: str = "15m") -> Series:
+        """Points of ``eas server``'s time series (see :mod:`airflow_eas.server.series`), as columns."""
+        return Series.from_dict(self._call("GET", f"/api/v2/services/{name}/series", params={"window": window}))
+
     def logs(self, name: str, lines: int = 100) -> str:
         return self._call("GET", f"/api/v2/services/{name}/logs", params={"lines": lines})["logs"]
 
@@ -128,11 +136,35 @@ class EasClient(Platform):
         body = self._call("PUT", f"/api/v2/groups/{group}/traffic", json={"weights": weights})
         return GroupInfo.from_dict(body)
 
-    def acquire_lease(self, group: str, holder: str, ttl_seconds: int) -> Lease:
-        body = self._call(
-            "POST", f"/api/v2/groups/{group}/lease", json={"holder": holder, "ttl_seconds": ttl_seconds}
-        )
-        return Lease.from_dict(body)
+    def acquire_lease(
+        self,
+        group: str,
+        holder: str,
+        ttl_seconds: int,
+        *,
+        stable: str | None = None,
+        guard: GuardSettings | None = None,
+    ) -> Lease:
+        body = {
+            "holder": holder,
+            "ttl_seconds": ttl_seconds,
+            "stable": stable,
+            "guard": guard.to_dict() if guard else None,
+        }
+        return Lease.from_dict(self._call("POST", f"/api/v2/groups/{group}/lease", json=body))
+
+    def renew_lease(self, group: str, holder: str, ttl_seconds: int, *, stable: str | None = None) -> Lease:
+        body = {"holder": holder, "ttl_seconds": ttl_seconds, "stable": stable}
+        return Lease.from_dict(self._call("PUT", f"/api/v2/groups/{group}/lease", json=body))
+
+    def get_lease(self, group: str) -> Lease | None:
+        try:
+            return Lease.from_dict(self._call("GET", f"/api/v2/groups/{group}/lease"))
+        except NotFound:
+            return None
+
+    def add_group_event(self, group: str, level: str, message: str) -> None:
+        self._call("POST", f"/api/v2/groups/{group}/events", json={"level": level, "message": message})
 
     def release_lease(self, group: str, holder: str) -> None:
         self._call("DELETE", f"/api/v2/groups/{group}/lease", params={"holder": holder})

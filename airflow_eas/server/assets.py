@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from airflow_eas.errors import Conflict, DeployFailed, InvalidSpec, NotFound
 from airflow_eas.server.store import Store
-from airflow_eas.spec import NAME_PATTERN, NAME_RULE, ServiceSpec
+from airflow_eas.spec import NAME_PATTERN, NAME_RULE, ServiceSpec, redact_url
 
 PREFIX = "asset:"
 # where a spec may name an asset, and the asset type each place takes
@@ -142,5 +142,6 @@ class Assets:
         return sorted(s.name for s in self.store.services() if name in references(s.spec).values())
 
     def _view(self, row: dict[str, Any]) -> dict[str, Any]:
-        return {**{k: row[k] for k in ("name", "type", "uri", "description", "version", "created", "updated")},
+        return {**{k: row[k] for k in ("name", "type", "description", "version", "created", "updated")},
+                "uri": redact_url(row["uri"]),  # an oss:// or https:// URI may carry its user and key
                 "used_by": self.users(row["name"])}

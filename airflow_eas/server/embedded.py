@@ -32,6 +32,10 @@ class EmbeddedServer:
     gateway_port: int
     process: subprocess.Popen | None = None
     runtime: str = "process"
+    # who instances run as: the server's user unless asked (a test's interpreter may sit in a folder other
+    # users cannot enter, as /root/.pyenv here); "auto" runs them as eas-instance when this is root
+    instance_user: str | None = "root"  # None: the server's default (a server of an older version has no flag)
+    env: dict[str, str] | None = None  # extra environment of the server process
 
     @property
     def endpoint(self) -> str:
@@ -50,11 +54,12 @@ class EmbeddedServer:
         return EasClient(self.endpoint, self.token)
 
     def start(self, timeout: float = 30.0) -> EmbeddedServer:
-        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.data_dir / "server.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "airflow_eas.cli", "server", "--data-dir", str(self.data_dir),
-             "--api-port", str(self.api_port), "--gateway-port", str(self.gateway_port), "--runtime", self.runtime],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+             "--api-port", str(self.api_port), "--gateway-port", str(self.gateway_port), "--runtime", self.runtime,
+             *(["--instance-user", self.instance_user] if self.instance_user is not None else [])],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env={**os.environ, **(self.env or {})},
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -92,13 +97,12 @@ class EmbeddedServer:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int((self.data_dir / "gateway" / "haproxy.pid").read_text().split()[0]), signal.SIGTERM)
         # instances of a server that was killed and never restarted (a test that failed half-way)
-        runtime = ProcessRuntime()
         with contextlib.suppress(sqlite3.Error):
             db = sqlite3.connect(self.data_dir / "state.db")
-            handles = [h for (h,) in db.execute("SELECT handle FROM instances") if ":" in h and h[0].isdigit()]
+            owner = db.execute("SELECT value FROM settings WHERE key='server_id'").fetchone()
             db.close()
-            for handle in handles:
-                runtime.kill(handle)
+            if owner:
+                ProcessRuntime(owner=owner[0]).end_unknown(set())  # every process it started, recorded or not
 
     def log_tail(self, lines: int = 8) -> str:
         try:

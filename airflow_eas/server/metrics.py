@@ -1,9 +1,21 @@
 """Data-plane metrics: the requests the gateway forwards, from HAProxy's per-request log.
 
-HAProxy sends one raw log line per request over UDP (``%b %s %ST %Ta <keep>``: backend,
-server, status, total time in ms, and how many of every 1000 requests of that route are
-logged). A receiver thread folds them into one-second buckets per service, each holding a
-count, an error count and a latency histogram, so percentiles over any window up to
+HAProxy sends one raw log line per request over UDP (``<secret> %b %s %ST %Ta <keep>``: a
+secret made at each start, backend, server, status, total time in ms, and how many of every
+1000 requests of that route are logged). Any local process can send to a UDP port of
+127.0.0.1, so a line without the secret (only the gateway's 0600 config holds it) is dropped
+and counted in :attr:`MetricsCollector.forged`; a unix datagram socket would have kept
+strangers out too, but dropped up to half the lines here (``net.unix.max_dgram_qlen`` is 10).
+
+**What counts as an error** (:func:`is_error`, the ``errors`` that canary analysis divides by
+``requests``): every 5xx (503 included: no instance, or the queue wait ran out), 450 (the model
+server's queue is full), 408 (a request waited past its ``keepalive``) and a request that got
+no answer at all. Not errors: 429 (the caller went over the service's configured
+``rate_limit``: shed on purpose, by the caller's own contract) and other 4xx (the caller's
+mistake). Every status is also counted by itself (``statuses``), so 429s stay visible.
+
+A receiver thread folds the lines into one-second buckets per service, each holding a count,
+an error count, the statuses and a latency histogram, so percentiles over any window up to
 :data:`RETENTION_SECONDS` cost a merge of small dicts and memory does not grow with traffic.
 HAProxy's own exporter has only averages, hence the logs.
 
@@ -16,6 +28,8 @@ request, so their numbers are exact.
 
 from __future__ import annotations
 
+import bisect
+import hmac
 import socket
 import threading
 import time
@@ -25,6 +39,15 @@ from dataclasses import dataclass, field
 RETENTION_SECONDS = 900
 LINES_PER_SECOND = 1000  # per route: above this rate, log a sample
 SERVICE_PREFIX, GROUP_PREFIX = "s_", "g_"
+# upper bounds of the cumulative latency histogram that /metrics exposes (Prometheus's, in seconds)
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BUCKETS_MS = [b * 1000 for b in LATENCY_BUCKETS_S]
+ERROR_4XX = frozenset({408, 450})  # the platform failed the request in time, not the caller
+
+
+def is_error(status: int) -> bool:
+    """Whether a forwarded request counts against a service's error rate (see the module's docstring)."""
+    return status >= 500 or status <= 0 or status in ERROR_4XX
 
 
 @dataclass
@@ -33,6 +56,21 @@ class _Bucket:
     requests: float = 0.0  # weighted: a sampled line stands for 1000/keep requests
     errors: float = 0.0
     latency: Counter = field(default_factory=Counter)  # whole ms -> weighted count
+    statuses: Counter = field(default_factory=Counter)  # status code -> weighted count
+
+
+@dataclass
+class Totals:
+    """Everything counted for one key since the start: what /metrics exposes as counters."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    statuses: Counter = field(default_factory=Counter)
+    buckets: list[float] = field(default_factory=lambda: [0.0] * (len(LATENCY_BUCKETS_S) + 1))  # the last: +Inf
+    seconds: float = 0.0  # the sum of the latencies
+
+    def copy(self) -> Totals:
+        return Totals(self.requests, self.errors, Counter(self.statuses), list(self.buckets), self.seconds)
 
 
 @dataclass
@@ -43,6 +81,7 @@ class Window:
     p95_ms: float | None
     p99_ms: float | None
     seconds: int
+    statuses: dict[str, int] = field(default_factory=dict)  # "200", "450", ... -> requests
 
     @property
     def rps(self) -> float:
@@ -50,9 +89,12 @@ class Window:
 
 
 class MetricsCollector:
-    """Receives the gateway's request log on a UDP port of 127.0.0.1."""
+    """Receives the gateway's request log on a UDP port of 127.0.0.1; only lines that begin with
+    ``secret`` count."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, secret: str = "") -> None:
+        self.secret = secret.encode()
+        self.forged = 0  # lines dropped for a missing or wrong secret
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
         try:
@@ -62,7 +104,7 @@ class MetricsCollector:
         self.port = self.sock.getsockname()[1]
         self._lock = threading.Lock()
         self._series: dict[str, deque[_Bucket]] = defaultdict(deque)
-        self.totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # key -> [requests, errors]
+        self._totals: dict[str, Totals] = defaultdict(Totals)
         self._thread = threading.Thread(target=self._run, name="eas-metrics", daemon=True)
         self._keys: dict[tuple[bytes, bytes], tuple[str, ...]] = {}
         self._stop = False
@@ -84,9 +126,15 @@ class MetricsCollector:
             self.record_line(data)
 
     def record_line(self, line: bytes | str) -> None:
-        """One gateway log line: ``<backend> <server> <status> <total ms> [<keep per mille>]``. The hot path
-        of the data plane's metrics, hence bytes, and the keys of each (backend, server) pair worked out once."""
+        """One gateway log line: ``<secret> <backend> <server> <status> <total ms> [<keep per mille>]``. The
+        hot path of the data plane's metrics, hence bytes, and the keys of each (backend, server) pair worked
+        out once."""
         parts = (line.encode() if isinstance(line, str) else line).split()
+        if self.secret:
+            if not parts or not hmac.compare_digest(parts[0], self.secret):
+                self.forged += 1
+                return
+            del parts[0]
         if len(parts) < 4:
             return
         keep = 1000
@@ -105,11 +153,12 @@ class MetricsCollector:
             ms = max(int(parts[-1]), 0)
         except ValueError:
             return
-        self.record(keys, code >= 500 or code < 0, ms, weight=1000 / keep)
+        self.record(keys, code, ms, weight=1000 / keep)
 
     def record(
-        self, keys: tuple[str, ...] | list[str], error: bool, ms: int, now: float | None = None, weight: float = 1.0
+        self, keys: tuple[str, ...] | list[str], status: int, ms: int, now: float | None = None, weight: float = 1.0
     ) -> None:
+        error = is_error(status)
         second = int(now if now is not None else time.time())
         with self._lock:
             for key in keys:
@@ -121,18 +170,26 @@ class MetricsCollector:
                 bucket = series[-1]
                 bucket.requests += weight
                 bucket.latency[ms] += weight
-                totals = self.totals[key]
-                totals[0] += weight
+                bucket.statuses[status] += weight
+                totals = self._totals[key]
+                totals.requests += weight
+                totals.statuses[status] += weight
+                totals.buckets[bisect.bisect_left(_BUCKETS_MS, ms)] += weight
+                totals.seconds += ms / 1000 * weight
                 if error:
                     bucket.errors += weight
-                    totals[1] += weight
+                    totals.errors += weight
 
     def sampling_plan(self, routes: list[str], current: dict[str, int], now: float | None = None) -> dict[str, int]:
         """The per-mille each route should log now, where it should change (a factor of 1.5 or more, or
         back to every request), from its rate over the last three seconds."""
         plan = {}
         last_full_second = (now if now is not None else time.time()) - 1  # the running second is partial
-        for route in routes:
+        with self._lock:
+            # a route with no traffic kept and logging everything needs no look: at rest this costs nothing
+            # however many routes there are
+            busy = [r for r in routes if r in self._series or current.get(r, 1000) != 1000]
+        for route in busy:
             rate = self.window(route, 3, now=last_full_second).requests / 3
             wanted = 1000 if rate <= LINES_PER_SECOND else max(1, round(1000 * LINES_PER_SECOND / rate))
             now = current.get(route, 1000)
@@ -144,23 +201,34 @@ class MetricsCollector:
 
     def window(self, key: str, seconds: int, now: float | None = None) -> Window:
         seconds = max(1, min(int(seconds), RETENTION_SECONDS))
-        since = int(now if now is not None else time.time()) - seconds
+        until = int(now if now is not None else time.time())
+        since = until - seconds
         requests = errors = 0.0
         hist: Counter = Counter()
+        statuses: Counter = Counter()
         with self._lock:
             for bucket in reversed(self._series.get(key, ())):
                 if bucket.second <= since:
                     break
+                if bucket.second > until:
+                    continue  # a window in the past (`now` given) ends there
                 requests += bucket.requests
                 errors += bucket.errors
                 hist.update(bucket.latency)
+                statuses.update(bucket.statuses)
         p50, p95, p99 = _percentiles(hist, requests, (0.50, 0.95, 0.99))
-        return Window(round(requests), round(errors), p50, p95, p99, seconds)
+        counted = {str(code): round(n) for code, n in sorted(statuses.items()) if round(n)}
+        return Window(round(requests), round(errors), p50, p95, p99, seconds, counted)
 
     def forget(self, key: str) -> None:
         with self._lock:
             self._series.pop(key, None)
-            self.totals.pop(key, None)
+            self._totals.pop(key, None)
+
+    def totals(self) -> dict[str, Totals]:
+        """A consistent copy of every key's counters since the start."""
+        with self._lock:
+            return {key: totals.copy() for key, totals in self._totals.items()}
 
 
 def _keys_of(backend: str, server: str) -> tuple[str, ...]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_eas.errors import Conflict, NotFound
+from airflow_eas.errors import Conflict, EasError, NotFound, RolloutAborted
+from airflow_eas.platform.base import LEASE_HELD, LEASE_LAPSED, LEASE_REVOKED, GuardSettings, Lease
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT NOT NULL, time REAL NOT NULL,
     level TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_of_service ON events(service, id);
 CREATE TABLE IF NOT EXISTS leases (grp TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS assets (
@@ -40,11 +42,21 @@ CREATE TABLE IF NOT EXISTS assets (
     version TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
 """
 
+# The lease as a dead-man's switch: the member traffic goes back to, the guard, why it was revoked.
+LEASE_COLUMNS = {
+    "stable": "TEXT",
+    "guard": "TEXT",
+    "ttl": "REAL",
+    "state": f"TEXT NOT NULL DEFAULT '{LEASE_HELD}'",
+    "reason": "TEXT NOT NULL DEFAULT ''",
+}
+
 # Instance states. `starting`: launched, readiness not yet seen. `running`: ready, serving.
 # `backoff`: died, waiting to be launched again. `draining`: no new requests, in-flight ones finish.
 # `stopping`: asked to exit, killed after the grace period.
 STARTING, RUNNING, BACKOFF, DRAINING, STOPPING = "starting", "running", "backoff", "draining", "stopping"
 ACTIVE_STATES = (STARTING, RUNNING, BACKOFF)
+DELETED = -1  # `services.desired` of a service being deleted
 
 
 @dataclass
@@ -78,14 +90,41 @@ class InstanceRow:
     restart_at: float | None = None
 
 
+SECRET_FILE_MODE = 0o600  # the store holds every token, env value and git password
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.path = path
+        if path.exists() and path.stat().st_size == 0:
+            # an empty file is what a crash during creation or a truncation leaves: starting empty would
+            # forget every service without a word
+            raise EasError(f"{path} is empty (0 bytes): restore it from a backup, or remove it to start with "
+                           "no services")
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise EasError(f"{path} is not a usable state database ({exc}): restore it from a backup, or move "
+                           "it aside to start with no services") from None
+        for suffix in ("", "-wal", "-shm"):
+            restrict(Path(f"{path}{suffix}"))
+
+    def close(self) -> None:
+        with self.lock:
+            self._db.close()
+
+    def _migrate(self) -> None:
+        """Columns added after the first release (an older state.db gets them with their defaults)."""
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(leases)")}
+        for column, decl in LEASE_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE leases ADD COLUMN {column} {decl}")
 
     def _q(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self.lock:
@@ -145,6 +184,10 @@ class Store:
         if not rows:
             raise NotFound(f"service {name!r} not found")
         return self._service(rows[0])
+
+    def deleting(self) -> bool:
+        """Whether a service is being deleted (without reading every spec)."""
+        return bool(self._q("SELECT 1 FROM services WHERE desired=? LIMIT 1", (DELETED,)))
 
     def has_service(self, name: str) -> bool:
         return bool(self._q("SELECT 1 FROM services WHERE name=?", (name,)))
@@ -268,18 +311,91 @@ class Store:
         )
         return [dict(r) for r in reversed(rows)]
 
+    def recent_events(self, limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+        """The last ``limit`` events of every service, oldest first, in one query."""
+        rows = self._q(
+            "SELECT service, time, level, message FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY service ORDER BY"
+            " id DESC) AS n FROM events) WHERE n <= ? ORDER BY service, id", (limit,)
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["service"], []).append({"time": r["time"], "level": r["level"], "message": r["message"]})
+        return out
+
     # -- leases ----------------------------------------------------------------------------
 
-    def acquire_lease(self, grp: str, holder: str, ttl: float) -> float:
+    @staticmethod
+    def _lease(row: sqlite3.Row) -> Lease:
+        guard = GuardSettings.from_dict(json.loads(row["guard"])) if row["guard"] else None
+        return Lease(row["grp"], row["holder"], row["expires_at"], row["stable"], guard, row["ttl"],
+                     row["state"], row["reason"])
+
+    def lease(self, grp: str) -> Lease | None:
+        rows = self._q("SELECT * FROM leases WHERE grp=?", (grp,))
+        return self._lease(rows[0]) if rows else None
+
+    def leases(self) -> list[Lease]:
+        return [self._lease(r) for r in self._q("SELECT * FROM leases WHERE state=?", (LEASE_HELD,))]
+
+    def acquire_lease(
+        self, grp: str, holder: str, ttl: float, *, stable: str | None = None, guard: GuardSettings | None = None
+    ) -> Lease:
         now = time.time()
         with self.lock:
-            rows = self._q("SELECT holder, expires_at FROM leases WHERE grp=?", (grp,))
-            if rows and rows[0]["holder"] != holder and rows[0]["expires_at"] > now:
-                left = int(rows[0]["expires_at"] - now)
-                raise Conflict(f"group {grp!r} is leased by {rows[0]['holder']!r} for {left} s more")
-            expires = now + ttl
-            self._x("INSERT OR REPLACE INTO leases(grp, holder, expires_at) VALUES (?, ?, ?)", (grp, holder, expires))
-            return expires
+            current = self.lease(grp)
+            if current and current.holder == holder and current.revoked:
+                raise RolloutAborted(current.reason)
+            held = current is not None and current.state == LEASE_HELD and current.expires_at > now
+            if current and current.holder != holder and held:
+                left = int(current.expires_at - now)
+                raise Conflict(f"group {grp!r} is leased by {current.holder!r} for {left} s more")
+            guard_json = json.dumps(guard.to_dict()) if guard else None
+            self._x(
+                "INSERT OR REPLACE INTO leases(grp, holder, expires_at, stable, guard, ttl, state, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, '')",
+                (grp, holder, now + ttl, stable, guard_json, ttl, LEASE_HELD),
+            )
+            return self.lease(grp)  # type: ignore[return-value]
+
+    def renew_lease(self, grp: str, holder: str, ttl: float, *, stable: str | None = None) -> Lease:
+        """The holder's heartbeat; a lease the platform revoked is never renewed (RolloutAborted)."""
+        with self.lock:
+            current = self.lease(grp)
+            if current is None:  # released meanwhile: take the group again if it is free
+                return self.acquire_lease(grp, holder, ttl, stable=stable)
+            if current.holder != holder:
+                raise Conflict(f"group {grp!r} is leased by {current.holder!r}, not {holder!r}: the lease was lost")
+            if current.revoked:
+                raise RolloutAborted(current.reason)
+            # A lapsed lease (nothing was split) is held again with its stable member and guard.
+            self._x(
+                "UPDATE leases SET expires_at=?, ttl=?, stable=COALESCE(?, stable), state=?, reason=''"
+                " WHERE grp=? AND holder=?",
+                (time.time() + ttl, ttl, stable, LEASE_HELD, grp, holder),
+            )
+            return self.lease(grp)  # type: ignore[return-value]
+
+    def revoke_lease(self, grp: str, holder: str, reason: str) -> None:
+        """Mark the lease revoked: the group is free for others, its holder learns why at its next heartbeat."""
+        self._x("UPDATE leases SET state=?, reason=? WHERE grp=? AND holder=?", (LEASE_REVOKED, reason, grp, holder))
+
+    def lapse_lease(self, grp: str, holder: str, reason: str) -> None:
+        """No heartbeat, nothing split: the group is free for others; its holder may still renew it."""
+        self._x("UPDATE leases SET state=?, reason=? WHERE grp=? AND holder=?", (LEASE_LAPSED, reason, grp, holder))
+
+    def lease_holder(self, grp: str) -> tuple[str, float] | None:
+        """``(holder, expires_at)`` of the group's lease while it holds (not lapsed, not revoked)."""
+        rows = self._q("SELECT holder, expires_at FROM leases WHERE grp=? AND expires_at > ? AND state=?",
+                       (grp, time.time(), LEASE_HELD))
+        return (rows[0]["holder"], rows[0]["expires_at"]) if rows else None
 
     def release_lease(self, grp: str, holder: str) -> None:
         self._x("DELETE FROM leases WHERE grp=? AND holder=?", (grp, holder))
+
+
+def restrict(path: Path) -> None:
+    """Owner-only access to a file holding secrets (when it exists)."""
+    try:
+        path.chmod(SECRET_FILE_MODE)
+    except FileNotFoundError:
+        pass

@@ -8,10 +8,12 @@ where the model has them. Each heavy library is an optional extra of airflow-eas
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from airflow_eas.serving.processor import BaseProcessor, StartupError
+from airflow_eas.errors import BadRequest, StartupError
+from airflow_eas.serving.processor import BaseProcessor
 from airflow_eas.serving.storage import find_model_file
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -38,10 +40,6 @@ _ARGMAX_CLASSIFIERS = frozenset(
         "MLPClassifier",
     }
 )
-
-
-class BadRequest(Exception):
-    """The request body is not something the model can answer (400)."""
 
 
 def missing_extra(processor: str, module: str, extra: str, exc: BaseException) -> StartupError:
@@ -81,7 +79,7 @@ class RowModelProcessor(BaseProcessor):
             self.load(self.model_file)
         except StartupError:
             raise
-        except Exception as exc:  # a corrupt or foreign file: say which and why
+        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: say which and why
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StartupError(
                 f"cannot load {self.name} model {self.model_file.name}: {type(exc).__name__}: {msg}", 3
@@ -122,7 +120,7 @@ class RowModelProcessor(BaseProcessor):
         if spans:
             try:
                 preds, probas = self.predict(rows)
-            except Exception:  # one bad request must not fail the others: answer them one by one
+            except Exception:  # noqa: BLE001 - one bad request must not fail the others: answer them one by one
                 for i, _, _ in spans:
                     out[i] = self.process(bodies[i])
                 return out
@@ -177,23 +175,36 @@ class XGBoostProcessor(RowModelProcessor):
         except ImportError as exc:
             raise missing_extra("xgboost", "xgboost", "xgboost", exc) from None
         self._np = np
-        if path.suffix in (".joblib", ".pkl"):
-            import joblib
 
-            model = joblib.load(path)
-            booster = model.get_booster() if hasattr(model, "get_booster") else model
-        else:
+        def native(file: Path) -> Any:
             booster = xgboost.Booster()
-            booster.load_model(str(path))
-        if not isinstance(booster, xgboost.Booster):
-            raise StartupError(f"cannot load xgboost model {path.name}: not an xgboost model", 3)
-        self.booster = booster
+            booster.load_model(str(file))
+            return booster
+
+        self.booster = booster = _load_booster(
+            path, "xgboost", xgboost.Booster, native, lambda m: m.get_booster() if hasattr(m, "get_booster") else m
+        )
         self.objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
 
     def predict(self, rows: list) -> tuple[list, list | None]:
         np = self._np
         out = self.booster.inplace_predict(np.asarray(rows, dtype=np.float32))
         return _split_objective(np, self.objective, out)
+
+
+def _load_booster(
+    path: Path, kind: str, booster_type: type, native: Callable[[Path], Any], unwrap: Callable[[Any], Any]
+) -> Any:
+    """A gradient-boosting booster from its native file, or from a pickled scikit-learn wrapper."""
+    if path.suffix in (".joblib", ".pkl"):
+        import joblib
+
+        booster = unwrap(joblib.load(path))
+    else:
+        booster = native(path)
+    if not isinstance(booster, booster_type):
+        raise StartupError(f"cannot load {kind} model {path.name}: not a {kind} model", 3)
+    return booster
 
 
 def _split_objective(np: Any, objective: str, out: Any) -> tuple[list, list | None]:
@@ -215,16 +226,13 @@ class LightGBMProcessor(RowModelProcessor):
         except ImportError as exc:
             raise missing_extra("lightgbm", "lightgbm", "lightgbm", exc) from None
         self._np = np
-        if path.suffix in (".joblib", ".pkl"):
-            import joblib
-
-            model = joblib.load(path)
-            booster = model.booster_ if hasattr(model, "booster_") else model
-        else:
-            booster = lightgbm.Booster(model_file=str(path))
-        if not isinstance(booster, lightgbm.Booster):
-            raise StartupError(f"cannot load lightgbm model {path.name}: not a lightgbm model", 3)
-        self.booster = booster
+        self.booster = booster = _load_booster(
+            path,
+            "lightgbm",
+            lightgbm.Booster,
+            lambda file: lightgbm.Booster(model_file=str(file)),
+            lambda m: m.booster_ if hasattr(m, "booster_") else m,
+        )
         self.objective = str(booster.params.get("objective") or booster.dump_model().get("objective", ""))
 
     def predict(self, rows: list) -> tuple[list, list | None]:

@@ -41,7 +41,7 @@ def _safe_process(proc: BaseProcessor):
     def call(body: bytes) -> tuple[bytes, int]:
         try:
             out, status = process(body)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - user code may raise anything: answer 500, keep serving
             return _error(exc), 500
         if out.__class__ is not bytes:
             out = encode_body(out)
@@ -60,7 +60,7 @@ def _safe_batch(proc: BaseProcessor, single):
             results = list(batch(bodies))
             if len(results) != len(bodies):
                 raise ValueError(f"batch_process returned {len(results)} results for {len(bodies)} requests")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - user code may raise anything: answer 500, keep serving
             return [(_error(exc), 500)] * len(bodies)
         return [(b if b.__class__ is bytes else encode_body(b), int(s)) for b, s in results]
 
@@ -141,13 +141,14 @@ class Engine:
 
     # -- the request paths -----------------------------------------------------
 
-    async def submit(self, body: bytes) -> tuple[bytes, int]:
-        """Every path but unbatched inline (which the HTTP handler runs itself)."""
+    async def submit(self, body: bytes, *, large: bool = False) -> tuple[bytes, int]:
+        """Every path but unbatched inline (which the HTTP handler runs itself). A ``large`` body always
+        goes to the worker threads: parsing it inline would stall the event loop, readiness included."""
         if self.queued >= self.max_queue:
             return QUEUE_FULL
         loop = self.loop
         deadline = loop.time() + self.timeout
-        if self.batching:
+        if self.batching and not large:
             fut = loop.create_future()
             with self._lock:
                 self.queued += 1
@@ -163,7 +164,7 @@ class Engine:
                     self._batch_timer = loop.call_later(self.batch_wait, self._flush)
                 else:
                     self._batch_timer = loop.call_soon(self._flush)
-        elif self.inline:
+        elif self.inline and not large:
             self.batches += 1
             self.batched += 1
             return self.call(body)

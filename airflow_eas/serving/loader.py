@@ -29,7 +29,7 @@ def build_processor(spec: ServiceSpec, resolver: Resolver) -> tuple[BaseProcesso
     cls = _load_class(entry_file, spec.processor_mainclass or "")
     try:
         proc = cls()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything: one line on stderr
         raise StartupError(f"{spec.processor_mainclass}() failed: {_one_line(exc)}", 3) from None
     proc._eas_model_path = str(model_path) if model_path else None
     return proc, False
@@ -47,7 +47,7 @@ def _load_class(entry_file: Path, mainclass: str) -> type:
         module = importlib.util.module_from_spec(mod_spec)
         sys.modules[mod_name] = module
         mod_spec.loader.exec_module(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything: one line on stderr
         raise StartupError(
             f"cannot import processor_entry {entry_file.name}: {_one_line(exc, tb=True)}", 3
         ) from None
@@ -76,5 +76,5 @@ def initialize(proc: BaseProcessor, builtin: bool) -> None:
         proc.initialize()
     except StartupError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything: one line on stderr
         raise StartupError(f"initialize failed: {_one_line(exc, tb=not builtin)}", 3) from None

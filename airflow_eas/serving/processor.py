@@ -5,14 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airflow_eas.errors import StartupError
 
-class StartupError(Exception):
-    """Why an instance cannot become ready; its message is the one line printed to stderr."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
+__all__ = ["BaseProcessor", "StartupError"]
 
 
 class BaseProcessor:
@@ -25,7 +20,7 @@ class BaseProcessor:
 
     _eas_model_path: str | None = None
 
-    def initialize(self) -> None:  # noqa: B027 - optional hook
+    def initialize(self) -> None:
         """Load the model; called once per instance before warm-up."""
 
     def process(self, data: bytes) -> tuple[Any, int]:

@@ -8,6 +8,8 @@ failure prints one line ``airflow-eas serving: <reason>`` to stderr and exits no
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -22,6 +24,11 @@ PREFIX = "airflow-eas serving"
 _JSON = (b"content-type", b"application/json")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _NOT_READY_START = {"type": "http.response.start", "status": 503}
+# the gateway refuses larger bodies first (eas server --max-body-mb); this guards a direct caller
+MAX_BODY = int(os.environ.get("EAS_MAX_BODY_BYTES", str(32 * 1024 * 1024)))
+LARGE_BODY = 256 * 1024  # bodies from this size are parsed on a worker thread, never on the event loop
+TOO_LARGE = (json.dumps({"error": f"request body over {MAX_BODY} bytes (EAS_MAX_BODY_BYTES)"}).encode(), 413)
+BAD_MD5 = (b'{"error":"the body does not match its Content-MD5 header"}', 400)
 
 
 def log(message: str) -> None:
@@ -96,21 +103,17 @@ class ModelServer:
         path = scope["path"]
         if scope["method"] == "POST":
             if path == "/" or path.startswith("/api/predict/"):
-                msg = await receive()
-                body = msg.get("body", b"")
-                if msg.get("more_body"):
-                    parts = [body]
-                    while msg.get("more_body"):
-                        msg = await receive()
-                        parts.append(msg.get("body", b""))
-                    body = b"".join(parts)
+                body, refused = await _read_body(scope, receive)
+                if refused is not None:
+                    await _answer(send, refused[1], refused[0])
+                    return
                 t0 = time.perf_counter()
                 engine = self.engine
                 if not self.ready:
                     out, status = json.dumps({"error": f"not ready: {self.reason}"}).encode(), 503
                 elif engine.rate and engine.throttled():
                     out, status = RATE_LIMITED
-                elif engine.inline and not engine.batching:
+                elif engine.inline and not engine.batching and len(body) < LARGE_BODY:
                     out, status = engine.call(body)
                     dt = time.perf_counter() - t0
                     engine.batches += 1
@@ -130,7 +133,7 @@ class ModelServer:
                     await send({"type": "http.response.body", "body": out})
                     return
                 else:
-                    out, status = await engine.submit(body)
+                    out, status = await engine.submit(body, large=len(body) >= LARGE_BODY)
                 if engine is not None:
                     engine.record(status, time.perf_counter() - t0)
                 await _answer(send, status, out)
@@ -166,6 +169,36 @@ class ModelServer:
         else:
             out.update({"requests": 0, "errors": 0, "queue_length": 0, "batches": 0, "mean_batch_size": None})
         return out
+
+
+async def _read_body(scope: dict, receive: Any) -> tuple[bytes, tuple[bytes, int] | None]:
+    """The whole request body, or why it is refused: over :data:`MAX_BODY` (declared or streamed, so a
+    huge body is never held), or not matching the Content-MD5 header the caller sent (the gateway checks
+    an EAS signature over that header when the body is larger than it buffers)."""
+    md5 = None
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
+            return b"", TOO_LARGE
+        if name == b"content-md5":
+            md5 = value.decode("latin-1").strip()
+    msg = await receive()
+    body = msg.get("body", b"")
+    if msg.get("more_body"):
+        parts, size = [body], len(body)
+        while msg.get("more_body"):
+            msg = await receive()
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                return b"", TOO_LARGE
+            parts.append(chunk)
+        body = b"".join(parts)
+    if md5 is not None:
+        digest = hashlib.md5(body) if len(body) < LARGE_BODY else await asyncio.to_thread(hashlib.md5, body)
+        # hex as EAS's SDKs send it, or base64 as RFC 1864 has it
+        if md5.lower() != digest.hexdigest() and md5 != base64.b64encode(digest.digest()).decode():
+            return b"", BAD_MD5
+    return body, None
 
 
 async def _answer(send: Any, status: int, body: bytes) -> None:
@@ -222,7 +255,7 @@ async def serve(spec: ServiceSpec, host: str, port: int, execution: str = "auto"
         server.should_exit = True
         try:
             await serving
-        except (SystemExit, Exception):  # noqa: S110 - the startup failure is the reason to report
+        except (SystemExit, Exception):  # noqa: BLE001 - the startup failure is the reason to report
             pass
         if isinstance(exc, StartupError):
             log(exc.message)

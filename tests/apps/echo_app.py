@@ -1,7 +1,8 @@
 """A tiny image-style service for tests: answers on $PORT with its instance id.
 
 Env: FAIL_RATE (0..1, share of requests answered 500), SLOW_MS (added latency),
-START_DELAY (seconds before listening), EXIT_CODE (exit at once with this code).
+START_DELAY (seconds before listening), START_WHEN_FILE (listen only once this file exists:
+a test decides when the instance becomes ready), EXIT_CODE (exit at once with this code).
 """
 
 import json
@@ -15,6 +16,8 @@ if os.environ.get("EXIT_CODE"):
     print("echo_app: refusing to start, EXIT_CODE is set", flush=True)
     sys.exit(int(os.environ["EXIT_CODE"]))
 time.sleep(float(os.environ.get("START_DELAY", "0")))
+while os.environ.get("START_WHEN_FILE") and not os.path.exists(os.environ["START_WHEN_FILE"]):
+    time.sleep(0.1)
 FAIL_RATE = float(os.environ.get("FAIL_RATE", "0"))
 SLOW = float(os.environ.get("SLOW_MS", "0")) / 1000
 NAME = os.environ.get("EAS_INSTANCE_ID", "?")

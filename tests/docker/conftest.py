@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from airflow_eas.server.embedded import EmbeddedServer, start_embedded
-from tests.conftest import APPS
+from tests.conftest import APPS, deleting_new_services
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "airflow-eas/base:bookworm"
@@ -33,7 +33,7 @@ def model_server_image() -> str:
 
 
 @pytest.fixture(scope="session")
-def docker_client():  # noqa: ANN201
+def docker_client():
     docker = pytest.importorskip("docker")
     try:
         client = docker.from_env(timeout=60)
@@ -54,24 +54,24 @@ def _build(target: str, image: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def base_image(docker_client) -> str:  # noqa: ANN001
+def base_image(docker_client) -> str:
     return _build("base", BASE_IMAGE)
 
 
 @pytest.fixture(scope="session")
-def model_server_images(docker_client) -> str:  # noqa: ANN001
+def model_server_images(docker_client) -> str:
     """The model server images of every built-in processor (PMML's included); returns the main one."""
     return _build("model-server-pmml", model_server_image())
 
 
 @pytest.fixture(scope="session")
-def web_demo_image(docker_client) -> str:  # noqa: ANN001
+def web_demo_image(docker_client) -> str:
     return _build("web-demo", WEB_DEMO_IMAGE)
 
 
 @pytest.fixture(scope="session")
-def docker_server(tmp_path_factory: pytest.TempPathFactory, base_image: str,
-                  s3_server: dict[str, str]) -> Iterator[EmbeddedServer]:
+def docker_session(tmp_path_factory: pytest.TempPathFactory, base_image: str,
+                   s3_server: dict[str, str]) -> Iterator[EmbeddedServer]:
     """`eas server --runtime docker`, with the test object store as its OSS endpoint."""
     if shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed (make test installs it with apt-get)")
@@ -80,9 +80,18 @@ def docker_server(tmp_path_factory: pytest.TempPathFactory, base_image: str,
             env.setenv(key, value)
         env.setenv("EAS_MODEL_SERVER_IMAGE", model_server_image())
         server = start_embedded(tmp_path_factory.mktemp("eas-docker"), runtime="docker")
-    yield server
-    server.stop()
-    remove_containers_of(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+        remove_containers_of(server)
+
+
+@pytest.fixture
+def docker_server(docker_session: EmbeddedServer) -> Iterator[EmbeddedServer]:
+    """The session's docker server; what the test created is deleted, pass or fail."""
+    with deleting_new_services(docker_session) as server:
+        yield server
 
 
 def remove_containers_of(server: EmbeddedServer) -> None:

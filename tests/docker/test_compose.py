@@ -123,7 +123,8 @@ def test_compose_file_validates_and_requires_its_secrets(compose: dict, tmp_path
         assert ok.returncode == 0, f"{' '.join(cli)}: {ok.stderr}"
         missing = subprocess.run([*cli, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True,
                                  timeout=60, cwd=ROOT, env={**clean, **env, "EAS_ADMIN_TOKEN": ""})
-        assert missing.returncode != 0 and "EAS_ADMIN_TOKEN" in missing.stderr, missing.stderr
+        assert missing.returncode != 0, missing.stderr
+        assert "EAS_ADMIN_TOKEN" in missing.stderr, missing.stderr
 
 
 def test_airflow_commands_parse_and_the_connection_reaches_eas_server(compose: dict, tmp_path: Path) -> None:
@@ -157,7 +158,7 @@ def _eas_server_env(service: dict, env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.mark.docker
-def test_eas_server_command_runs_as_written(compose: dict, docker_client, tmp_path: Path) -> None:  # noqa: ANN001
+def test_eas_server_command_runs_as_written(compose: dict, docker_client, tmp_path: Path) -> None:
     if shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed")
     service = compose["services"]["eas-server"]
@@ -182,7 +183,8 @@ def test_eas_server_command_runs_as_written(compose: dict, docker_client, tmp_pa
                 return None
 
         got = wait_until(info, 30, "eas-server to answer")
-        assert got["runtime"] == "docker" and got["gateway"] == f"http://127.0.0.1:{gateway}"
+        assert got["runtime"] == "docker"
+        assert got["gateway"] == f"http://127.0.0.1:{gateway}"
         assert (tmp_path / "data" / "admin_token").stat().st_mode & 0o077 == 0
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -200,7 +202,7 @@ def _build(target: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[dict]:  # noqa: ANN001
+def stack(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[dict]:
     """The stack up under a project name of its own, on free ports; `down -v` removes only what it made."""
     if not shutil.which("docker-compose"):
         pytest.skip("Debian's docker-compose is not installed (make docker installs it)")
@@ -325,5 +327,6 @@ def test_stack_comes_up_healthy_and_a_rollout_dag_serves_the_new_model(stack: di
     resp = requests.post(f"http://127.0.0.1:{env['EAS_GATEWAY_PORT']}/api/predict/churn",
                          json={"instances": [[0.0, 0.0], [3.0, 3.0]]}, headers={"Authorization": group["token"]},
                          timeout=10)
-    assert resp.status_code == 200 and resp.json()["predictions"] == [0, 1], resp.text
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"] == [0, 1], resp.text
     print(f"compose stack: healthy, DAG run and serving in {time.monotonic() - began:.0f} s")

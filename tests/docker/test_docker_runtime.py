@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import docker
 import pytest
 import requests
-from docker.errors import NotFound
 
 from airflow_eas.server.embedded import EmbeddedServer, free_port
 from airflow_eas.spec import parse_spec
@@ -18,7 +18,7 @@ from tests.load import Load
 pytestmark = pytest.mark.docker
 
 
-def _containers(docker_client, server: EmbeddedServer, service: str, *, all_: bool = True) -> dict[str, dict]:  # noqa: ANN001
+def _containers(docker_client, server: EmbeddedServer, service: str, *, all_: bool = True) -> dict[str, dict]:
     """{container id: inspect} of the server's containers of one service."""
     labels = [f"eas.service={service}", f"eas.data_dir={server.data_dir.resolve()}"]
     found = docker_client.api.containers(all=all_, filters={"label": labels})
@@ -26,35 +26,41 @@ def _containers(docker_client, server: EmbeddedServer, service: str, *, all_: bo
     for c in found:
         try:
             out[c["Id"]] = docker_client.api.inspect_container(c["Id"])
-        except NotFound:
-            pass  # removed between the listing and the look (a retired instance)
+        except docker.errors.NotFound:
+            continue  # removed between the listing and the inspect: it is gone, as the server meant
     return out
 
 
-def _post(info, body: bytes = b"{}") -> requests.Response:  # noqa: ANN001
+def _post(info, body: bytes = b"{}") -> requests.Response:
     return requests.post(info.endpoint, data=body, headers={"Authorization": info.token}, timeout=10)
 
 
-def test_deploy_scale_update_delete(docker_server, docker_client) -> None:  # noqa: ANN001
+def test_deploy_scale_update_delete(docker_server, docker_client) -> None:
     client = docker_server.client
     spec = docker_echo_spec("dk_life", APP_VERSION="1")
     spec["metadata"].update(cpu=0.5, memory=128)
     client.create(parse_spec(spec))
     info = wait_running(client, "dk_life", 1)
     resp = _post(info, b"hello")
-    assert resp.status_code == 200 and resp.json()["echo"] == "hello"
+    assert resp.status_code == 200
+    assert resp.json()["echo"] == "hello"
     assert resp.json()["instance"] == info.instance_list[0].id
 
     (cid, attrs), = _containers(docker_client, docker_server, "dk_life").items()
     host = attrs["HostConfig"]
-    assert host["NetworkMode"] == "airflow-eas" and host["RestartPolicy"]["Name"] == "no" and host["Init"] is True
+    assert host["NetworkMode"] == "airflow-eas"
+    assert host["RestartPolicy"]["Name"] == "no"
+    assert host["Init"] is True
     published = info.instance_list[0].address.rsplit(":", 1)[1]
     assert host["PortBindings"] == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": published}]}
-    assert host["NanoCpus"] == 500_000_000 and host["Memory"] == 128 * 1024 * 1024
+    assert host["NanoCpus"] == 500_000_000
+    assert host["Memory"] == 128 * 1024 * 1024
     labels = attrs["Config"]["Labels"]
-    assert labels["eas.instance"] == info.instance_list[0].id and labels["eas.service"] == "dk_life"
+    assert labels["eas.instance"] == info.instance_list[0].id
+    assert labels["eas.service"] == "dk_life"
     env = dict(e.split("=", 1) for e in attrs["Config"]["Env"])
-    assert env["HOST"] == "0.0.0.0" and env["PORT"] == "8000", "PORT: the declared containers[].port"
+    assert env["HOST"] == "0.0.0.0"
+    assert env["PORT"] == "8000", "PORT: the declared containers[].port"
     assert attrs["Config"]["Cmd"] == ["python3", "/app/echo_app.py"], "command split without a shell"
     wait_until(lambda: "listening on" in client.logs("dk_life"), 10, "container output in the instance log")
 
@@ -80,14 +86,15 @@ def test_deploy_scale_update_delete(docker_server, docker_client) -> None:  # no
     assert load.errors == 0, load.failures[:5]
     assert _post(info).json()["version"] == "2"
     after = set(_containers(docker_client, docker_server, "dk_life"))
-    assert len(after) == 1 and not after & before, "the old container was replaced and removed"
+    assert len(after) == 1, "the old container was replaced and removed"
+    assert not after & before, "the old container was replaced and removed"
 
     client.delete("dk_life")
     wait_until(lambda: not any(s.name == "dk_life" for s in client.list()), 30, "delete")
     wait_until(lambda: not _containers(docker_client, docker_server, "dk_life"), 10, "containers removed")
 
 
-def test_mounts_are_visible_inside_containers(docker_server, docker_client, s3_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_mounts_are_visible_inside_containers(docker_server, docker_client, s3_server, tmp_path: Path) -> None:
     import boto3
 
     data = tmp_path / "data"
@@ -130,10 +137,9 @@ def test_mounts_are_visible_inside_containers(docker_server, docker_client, s3_s
     assert container.exec_run(["touch", "/data/new"]).exit_code != 0, "readOnly mounts are read-only"
     assert container.exec_run(["touch", "/shared/new"]).exit_code == 0
     assert (data / "new").exists(), "a writable bind mount writes through to the host"
-    client.delete("dk_mounts")
 
 
-def test_bad_image_fails_clearly_and_changes_nothing_else(docker_server, docker_client) -> None:  # noqa: ANN001
+def test_bad_image_fails_clearly_and_changes_nothing_else(docker_server, docker_client) -> None:
     client = docker_server.client
     client.create(parse_spec(docker_echo_spec("dk_steady", instances=2)))
     steady = wait_running(client, "dk_steady", 2)
@@ -155,17 +161,16 @@ def test_bad_image_fails_clearly_and_changes_nothing_else(docker_server, docker_
         gpu_info = client.describe("dk_gpu")
         if docker_client.info().get("Runtimes", {}).get("nvidia") is None:
             gpu_info = wait_until(lambda: (i := client.describe("dk_gpu")).status == "Failed" and i, 60, "no GPU")
-            assert "cannot start a container of" in gpu_info.reason and "gpu" in gpu_info.reason, gpu_info.reason
+            assert "cannot start a container of" in gpu_info.reason, gpu_info.reason
+            assert "gpu" in gpu_info.reason, gpu_info.reason
         wait_until(lambda: load.total > 100, 10, "traffic")
     assert load.errors == 0, load.failures[:5]
     assert not _containers(docker_client, docker_server, "dk_bad"), "a failed image leaves no container"
     assert set(_containers(docker_client, docker_server, "dk_steady")) == before
     assert client.describe("dk_steady").status == "Running"
-    for name in ("dk_steady", "dk_bad", "dk_gpu", "dk_nomount"):
-        client.delete(name)
 
 
-def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, tmp_path: Path) -> None:  # noqa: ANN001
+def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, tmp_path: Path) -> None:
     server = EmbeddedServer(tmp_path / "eas", free_port(), free_port(), runtime="docker")
     server.data_dir.mkdir()
     server.start()
@@ -184,7 +189,8 @@ def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, 
             server.start()
             after = wait_running(server.client, "dk_adopt", 2)
         assert load.errors == 0, load.failures[:5]
-        assert {i.id for i in after.instance_list} == before and all(i.restarts == 0 for i in after.instance_list)
+        assert {i.id for i in after.instance_list} == before
+        assert all(i.restarts == 0 for i in after.instance_list)
         assert set(_containers(docker_client, server, "dk_adopt")) == containers, "same containers, re-adopted"
         # the restarted server still drives them: one dies, it is restarted; scale in removes one
         victim = next(iter(containers))
@@ -201,7 +207,7 @@ def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, 
         remove_containers_of(server)
 
 
-def test_base_image_has_python(docker_client, base_image) -> None:  # noqa: ANN001
+def test_base_image_has_python(docker_client, base_image) -> None:
     out = docker_client.containers.run(BASE_IMAGE, ["python3", "-c", "print(6 * 7)"], network_mode="host",
                                        remove=True)
     assert out.strip() == b"42"

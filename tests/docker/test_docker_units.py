@@ -45,29 +45,41 @@ def test_create_args_limits_gpus_mounts_and_command(tmp_path: Path) -> None:
                     {"mount_path": "/local", "local": {"path": "/srv/local"}}],
     })
     args = runtime.create_args(image)
-    assert args["image"] == "my/app:2" and args["command"] == ["serve", "--port", "x y"]
-    assert args["nano_cpus"] == 1_500_000_000 and args["mem_limit"] == "2048m"
-    assert args["device_requests"][0]["Count"] == 2 and args["device_requests"][0]["Capabilities"] == [["gpu"]]
-    assert args["network"] == "airflow-eas" and args["restart_policy"] == {"Name": "no"} and args["init"] is True
+    assert args["image"] == "my/app:2"
+    assert args["command"] == ["serve", "--port", "x y"]
+    assert args["nano_cpus"] == 1_500_000_000
+    assert args["mem_limit"] == "2048m"
+    assert args["device_requests"][0]["Count"] == 2
+    assert args["device_requests"][0]["Capabilities"] == [["gpu"]]
+    assert args["network"] == "airflow-eas"
+    assert args["restart_policy"] == {"Name": "no"}
+    assert args["init"] is True
     assert args["ports"] == {"8000/tcp": ("127.0.0.1", 41234)}, "the image's own port, published on loopback"
     env = args["environment"]
-    assert env["PORT"] == "8000" and env["HOST"] == "0.0.0.0" and env["EAS_MOUNTS"] == "{}"
+    assert env["PORT"] == "8000"
+    assert env["HOST"] == "0.0.0.0"
+    assert env["EAS_MOUNTS"] == "{}"
     mounts = {m["Target"]: m for m in args["mounts"]}
     nfs = mounts["/data"]
-    assert nfs["Type"] == "volume" and nfs["ReadOnly"] is True
+    assert nfs["Type"] == "volume"
+    assert nfs["ReadOnly"] is True
     assert nfs["VolumeOptions"]["DriverConfig"]["Options"] == {
         "type": "nfs", "o": "addr=10.0.0.1,ro,nfsvers=4", "device": ":/export"}
-    assert mounts["/local"]["Source"] == "/srv/local" and mounts["/local"]["ReadOnly"] is False
+    assert mounts["/local"]["Source"] == "/srv/local"
+    assert mounts["/local"]["ReadOnly"] is False
     assert mounts[str(image.workdir)]["ReadOnly"] is True
     assert args["labels"] == {"eas.service": "svc", "eas.instance": "svc-abc123", "eas.data_dir": str(tmp_path),
                               "eas.port": "8000"}
 
     processor = runtime.create_args(_request(tmp_path, {"name": "proc", "processor": "sklearn",
                                                         "model_path": "/m/model.joblib"}))
-    assert processor["image"] == "my/model-server:1" and processor["working_dir"] == str(tmp_path / "work")
+    assert processor["image"] == "my/model-server:1"
+    assert processor["working_dir"] == str(tmp_path / "work")
     assert processor["command"][:3] == ["python", "-m", "airflow_eas.serving"]
-    assert processor["ports"] == {"8000/tcp": ("127.0.0.1", 41234)} and processor["environment"]["PORT"] == "8000"
-    assert "nano_cpus" not in processor and "device_requests" not in processor
+    assert processor["ports"] == {"8000/tcp": ("127.0.0.1", 41234)}
+    assert processor["environment"]["PORT"] == "8000"
+    assert "nano_cpus" not in processor
+    assert "device_requests" not in processor
 
     script = runtime.create_args(_request(tmp_path, {"name": "scr", "containers": [
         {"image": "my/app:2", "script": "echo hi\nexec python3 app.py"}]}))

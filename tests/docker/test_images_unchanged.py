@@ -12,7 +12,7 @@ from tests.docker.conftest import BASE_IMAGE
 pytestmark = pytest.mark.docker
 
 
-def test_off_the_shelf_server_on_its_own_port_side_by_side(docker_server, docker_client) -> None:  # noqa: ANN001
+def test_off_the_shelf_server_on_its_own_port_side_by_side(docker_server, docker_client) -> None:
     client = docker_server.client
     # python's http.server ignores $PORT: it listens on 0.0.0.0:8000, as an image built elsewhere would
     client.create(parse_spec({
@@ -22,12 +22,14 @@ def test_off_the_shelf_server_on_its_own_port_side_by_side(docker_server, docker
     }))
     info = wait_running(client, "dk_fixed_port", 2)
     published = {i.address for i in info.instance_list}
-    assert len(published) == 2 and all(a.startswith("127.0.0.1:") for a in published), published
+    assert len(published) == 2, published
+    assert all(a.startswith("127.0.0.1:") for a in published), published
     for address in published:  # each instance on its own loopback port, both listening on 8000 inside
         assert "os-release" in requests.get(f"http://{address}/", timeout=5).text
     for _ in range(4):  # through the gateway, which routes to the published ports
         resp = requests.get(f"{info.endpoint}/os-release", headers={"Authorization": info.token}, timeout=5)
-        assert resp.status_code == 200 and "bookworm" in resp.text
+        assert resp.status_code == 200
+        assert "bookworm" in resp.text
     mine = [f"eas.data_dir={docker_server.data_dir.resolve()}", "eas.service=dk_fixed_port"]
     containers = docker_client.api.containers(filters={"label": mine})
     assert {c["HostConfig"]["NetworkMode"] for c in containers} == {"airflow-eas"}

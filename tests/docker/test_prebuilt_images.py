@@ -55,7 +55,7 @@ def _models(folder: Path) -> tuple[list[list[float]], dict[str, tuple[str, list]
     return rows, out
 
 
-def test_every_builtin_processor_in_its_image(docker_server, model_server_images, tmp_path: Path) -> None:  # noqa: ANN001
+def test_every_builtin_processor_in_its_image(docker_server, model_server_images, tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
     rows, expected = _models(models)
@@ -80,13 +80,13 @@ def test_every_builtin_processor_in_its_image(docker_server, model_server_images
             client.delete(f"img_{processor}")
 
 
-def docker_server_containers(server) -> list:  # noqa: ANN001
+def docker_server_containers(server) -> list:
     import docker
 
     return docker.from_env().containers.list(filters={"label": f"eas.data_dir={server.data_dir.resolve()}"})
 
 
-def test_web_demo_deploys_in_one_command(docker_server, web_demo_image: str) -> None:  # noqa: ANN001
+def test_web_demo_deploys_in_one_command(docker_server, web_demo_image: str) -> None:
     env = {**os.environ, "EAS_ENDPOINT": docker_server.endpoint, "EAS_TOKEN": docker_server.token}
     res = subprocess.run([sys.executable, "-m", "airflow_eas.cli", "create", str(IMAGE_DIR / "web-demo.json")],
                          capture_output=True, text=True, env=env, timeout=60)
@@ -95,7 +95,8 @@ def test_web_demo_deploys_in_one_command(docker_server, web_demo_image: str) -> 
     try:
         info = wait_running(client, "web_demo", 1, timeout=90)
         page = requests.get(f"{info.endpoint}/", headers={"Authorization": info.token}, timeout=10)
-        assert page.status_code == 200 and "airflow-eas web demo" in page.text
+        assert page.status_code == 200
+        assert "airflow-eas web demo" in page.text
         scored = requests.post(f"{info.endpoint}/score", json={"features": [1, 2, 3.5]},
                                headers={"Authorization": info.token}, timeout=10)
         assert scored.json() == {"score": 6.5, "n": 3}

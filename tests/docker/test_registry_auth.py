@@ -32,7 +32,7 @@ auth: {{htpasswd: {{realm: eas-test, path: {htpasswd}}}}}
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory, docker_client, base_image: str) -> Iterator[str]:  # noqa: ANN001
+def registry(tmp_path_factory: pytest.TempPathFactory, docker_client, base_image: str) -> Iterator[str]:
     """host:port of a running registry that holds BASE_IMAGE as <registry>/eas-test/app:1 (not on the engine)."""
     binary, htpasswd = shutil.which("docker-registry"), shutil.which("htpasswd")
     if not binary or not htpasswd:
@@ -78,29 +78,32 @@ def _spec(name: str, image: str, auth: str | None = None) -> dict:
     return spec
 
 
-def _untag(docker_client, image: str) -> None:  # noqa: ANN001
+def _untag(docker_client, image: str) -> None:
     try:
         docker_client.images.remove(image, force=True)  # a running container keeps its layers
     except Exception:  # noqa: BLE001 - not there: nothing to untag
         pass
 
 
-def test_private_image_with_docker_auth_and_stored_login(docker_server, docker_client, registry: str) -> None:  # noqa: ANN001
+def test_private_image_with_docker_auth_and_stored_login(docker_server, docker_client, registry: str) -> None:
     client = docker_server.client
     image = f"{registry}/eas-test/app:1"
 
     client.create(parse_spec(_spec("priv_wrong", image, f"{USER}:not-the-password")))
     info = wait_until(lambda: (i := client.describe("priv_wrong")).status == "Failed" and i, 90, "Failed")
-    assert "pulling it failed" in info.reason and "unauthorized" in info.reason.lower(), info.reason
+    assert "pulling it failed" in info.reason, info.reason
+    assert "unauthorized" in info.reason.lower(), info.reason
     client.delete("priv_wrong")
 
     client.create(parse_spec(_spec("priv_auth", image, f"{USER}:{PASSWORD}")))
     info = wait_running(client, "priv_auth", 1, timeout=90)
     resp = requests.get(f"{info.endpoint}/os-release", headers={"Authorization": info.token}, timeout=5)
-    assert resp.status_code == 200 and "bookworm" in resp.text
+    assert resp.status_code == 200
+    assert "bookworm" in resp.text
     assert info.spec["dockerAuth"] == REDACTED
     shown = repr(info.to_dict()) + client.logs("priv_auth") + repr([s.to_dict() for s in client.list()])
-    assert PASSWORD not in shown and info.to_dict().get("dockerAuth") is None
+    assert PASSWORD not in shown
+    assert info.to_dict().get("dockerAuth") is None
     client.delete("priv_auth")
     _untag(docker_client, image)
 

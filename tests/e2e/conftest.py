@@ -242,7 +242,7 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 @pytest.fixture
-def airflow_deployment(tmp_path_factory: pytest.TempPathFactory, eas_server) -> Iterator[AirflowDeployment]:  # noqa: ANN001
+def airflow_deployment(tmp_path_factory: pytest.TempPathFactory, eas_server) -> Iterator[AirflowDeployment]:
     """A not yet started deployment whose ``eas_default`` connection points at the session's eas server.
 
     Write DAG files into ``.dags_folder``, then call ``.start()``; every process is stopped afterwards.

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import FakePlatform
+
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-eas-test-"))
 DAGS_FOLDER = AIRFLOW_HOME / "dags"
 DAGS_FOLDER.mkdir()
@@ -29,7 +31,6 @@ os.environ.update(
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
 )
-ECHO_APP = Path(__file__).resolve().parent.parent / "apps" / "echo_app.py"
 
 
 @pytest.fixture(scope="session")
@@ -41,69 +42,29 @@ def airflow_db() -> Path:
 
 
 @pytest.fixture(scope="session")
-def eas_conn(eas_server) -> Iterator[Any]:  # noqa: ANN001 - tests/conftest.py's EmbeddedServer
+def eas_conn(eas_session) -> Iterator[Any]:
     """The ``eas_default`` connection, pointing at the session's eas server."""
     conn = {
         "conn_type": "eas",
         "host": "127.0.0.1",
-        "port": eas_server.api_port,
-        "password": eas_server.token,
+        "port": eas_session.api_port,
+        "password": eas_session.token,
     }
     os.environ["AIRFLOW_CONN_EAS_DEFAULT"] = json.dumps(conn)
-    yield eas_server
+    yield eas_session
     os.environ.pop("AIRFLOW_CONN_EAS_DEFAULT", None)
 
 
-def echo_service(**env: str) -> dict[str, Any]:
-    """A plan's service spec (no name, no group) running tests/apps/echo_app.py; values may be templates."""
-    return {
-        "containers": [
-            {
-                "image": "local",
-                "command": f"{sys.executable} {ECHO_APP}",
-                "port": 8000,
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-            }
-        ],
-        "metadata": {"instance": 1},
-    }
-
-
-def rollout_plan(dag_id: str, group: str, **overrides: Any) -> dict[str, Any]:
-    """A fast plan for tests: short bake, small window, short scale-down delay."""
-    plan: dict[str, Any] = {
-        "dag_id": dag_id,
-        "group": group,
-        "service": echo_service(APP_VERSION="{{ params.version }}"),
-        "params": {"version": "2"},
-        "warmup": {"data": [{"instances": [[1, 2]]}], "count": 2},
-        "strategy": "canary",
-        "steps": [50, 100],
-        "bake_seconds": 2,
-        "analysis": {
-            "window_seconds": 4,
-            "min_requests": 15,
-            "max_error_rate": 0.05,
-            "timeout_seconds": 30,
-            "poll_seconds": 1,
-        },
-        "scale_down_delay_seconds": 1,
-        "timeouts": {"ready_seconds": 30},
-        "retries": 0,
-    }
-    plan.update(overrides)
-    return plan
-
-
-def run_plan(plan: dict[str, Any], conf: dict[str, Any] | None = None, **test_kwargs: Any):  # noqa: ANN201
+def run_plan(plan: dict[str, Any], conf: dict[str, Any] | None = None, **test_kwargs: Any):
     """Write the plan as users do (YAML + DAG file in the DAGs folder) and run it with ``dag.test()``."""
-    from airflow_eas.demo import load_dag, write_dag_file
+    from airflow_eas.demo import load_dag
+    from airflow_eas.plan import write_dag_file
 
     dag = load_dag(write_dag_file(DAGS_FOLDER, plan))
     return dag.test(run_conf=conf or {}, **test_kwargs)
 
 
-def task_states(run) -> dict[str, str]:  # noqa: ANN001
+def task_states(run) -> dict[str, str]:
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session
 
@@ -112,13 +73,36 @@ def task_states(run) -> dict[str, str]:  # noqa: ANN001
         return {ti.task_id: str(ti.state) for ti in tis}
 
 
-def task_start(run, task_id: str) -> float:  # noqa: ANN001
+def task_start(run, task_id: str) -> float:
     """When a task of the run started (Unix time)."""
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        ti = (
-            session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id).one()
-        )
+        ti = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id).one()
         return ti.start_date.timestamp()
+
+
+@pytest.fixture
+def fake_platform(monkeypatch: pytest.MonkeyPatch) -> FakePlatform:
+    """Every EAS operator and sensor built in the test talks to one in-memory platform."""
+    from airflow_eas.hooks.eas import EasHook
+
+    platform = FakePlatform()
+    monkeypatch.setattr(EasHook, "get_platform", lambda _: platform)
+    return platform
+
+
+class RecordingTaskInstance:
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def task_context(**extra: Any) -> dict[str, Any]:
+    """What ``execute`` needs of an Airflow context, for operators run outside a DAG run."""
+    from types import SimpleNamespace
+
+    return {"ti": RecordingTaskInstance(), "dag": SimpleNamespace(dag_id="dag"), "run_id": "run", **extra}

@@ -1,190 +1,277 @@
-"""Rollouts end to end: real Airflow (SQLite, dag.test()), real eas server + HAProxy, client traffic."""
+"""airflow_eas.rollout against the in-memory platform: no Airflow, no processes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from typing import Any
 
-import pendulum
 import pytest
 
-from airflow_eas.demo import TrafficDriver
-from airflow_eas.spec import parse_spec
-from tests.conftest import wait_until
-from tests.provider.conftest import (
-    echo_service,
-    rollout_plan,
-    run_plan,
-    task_states,
+from airflow_eas import rollout
+from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound
+from airflow_eas.platform.base import STOPPED, GroupInfo, GroupMember
+from tests.fakes import FakePlatform
+
+TEMPLATE = {"processor": "sklearn", "model_path": "file:///m/v2/model.joblib", "metadata": {"instance": 2}}
+
+
+@pytest.fixture
+def platform() -> FakePlatform:
+    return FakePlatform()
+
+
+def group(*members: tuple[str, int]) -> GroupInfo:
+    return GroupInfo("g", "", "", [GroupMember(name, weight) for name, weight in members])
+
+
+# -- members -----------------------------------------------------------------------------------
+
+
+def test_member_names_check_the_group_name() -> None:
+    assert rollout.member_names("fraud") == ("fraud_blue", "fraud_green")
+    with pytest.raises(InvalidSpec):
+        rollout.member_names("Bad Name")
+
+
+@pytest.mark.parametrize(
+    ("members", "idle"),
+    [
+        ((), "g_blue"),  # empty group: blue
+        ((("g_blue", 0),), "g_blue"),  # a retried first deploy picks the same member
+        ((("g_blue", 100), ("g_green", 0)), "g_green"),
+        ((("g_blue", 0), ("g_green", 100)), "g_blue"),
+    ],
 )
-
-pytestmark = pytest.mark.airflow
-
-
-def seed_group(client: Any, group: str) -> str:
-    """Version 1 of ``group`` as ``<group>_blue`` with all traffic (what an earlier release left)."""
-    spec = {**echo_service(APP_VERSION="1"), "name": f"{group}_blue"}
-    spec["metadata"] = {"instance": 1, "group": group}
-    client.create(parse_spec(spec))
-    wait_until(lambda: client.describe(f"{group}_blue").ready, 30, "version 1 ready")
-    client.set_traffic(group, {f"{group}_blue": 100})
-    return f"{group}_blue"
+def test_idle_member_is_the_one_without_traffic(members: tuple[tuple[str, int], ...], idle: str) -> None:
+    assert rollout.pick_idle_member("g", group(*members)) == idle
 
 
-def traffic_to(server: Any, group: str, rps: float = 30) -> TrafficDriver:
-    token = server.client.describe_group(group).token
-    driver = TrafficDriver(
-        f"{server.gateway}/api/predict/{group}", token, b'{"instances": [[1, 2]]}', rps=rps
+def test_both_members_live_is_a_conflict() -> None:
+    with pytest.raises(Conflict, match="both g_blue"):
+        rollout.pick_idle_member("g", group(("g_blue", 50), ("g_green", 50)))
+
+
+def test_live_members_heaviest_first() -> None:
+    info = group(("g_blue", 30), ("g_green", 70), ("g_red", 0))
+    assert [m.service for m in rollout.live_members(info)] == ["g_green", "g_blue"]
+    assert [m.service for m in rollout.live_members(info, exclude="g_green")] == ["g_blue"]
+
+
+# -- deploy ------------------------------------------------------------------------------------
+
+
+def test_plan_deploy_on_an_empty_group(platform: FakePlatform) -> None:
+    target = rollout.plan_deploy(platform, group="g", service=None)
+    assert target == rollout.DeployTarget("g_blue", "g", None)
+
+
+def test_plan_deploy_next_to_a_live_member(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g", weight=100)
+    assert rollout.plan_deploy(platform, group="g", service=None) == rollout.DeployTarget("g_green", "g", "g_blue")
+
+
+def test_plan_deploy_never_redeploys_a_live_member(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g", weight=100)
+    with pytest.raises(Conflict, match="serves 100%"):
+        rollout.plan_deploy(platform, group="g", service="g_blue")
+
+
+def test_plan_deploy_needs_a_group_or_a_name(platform: FakePlatform) -> None:
+    with pytest.raises(InvalidSpec, match="give group"):
+        rollout.plan_deploy(platform, group=None, service=None)
+    assert rollout.plan_deploy(platform, group=None, service="solo") == rollout.DeployTarget("solo")
+
+
+def test_member_spec_sets_name_group_and_model_path() -> None:
+    target = rollout.DeployTarget("g_green", "g")
+    spec = rollout.member_spec(json.dumps(TEMPLATE), target, model_path="file:///m/v3/model.joblib")
+    assert (spec.name, spec.group, spec.model_path) == ("g_green", "g", "file:///m/v3/model.joblib")
+    assert rollout.member_spec(TEMPLATE, target).model_path == TEMPLATE["model_path"]
+    assert "name" not in TEMPLATE  # the template is not changed
+
+
+def test_deploy_creates_then_updates(platform: FakePlatform) -> None:
+    spec = rollout.member_spec(TEMPLATE, rollout.DeployTarget("g_blue", "g"))
+    first = platform.deploy(spec)
+    second = platform.deploy(spec)
+    assert platform.writes("create", "modify") == [("create", "g_blue"), ("modify", "g_blue")]
+    assert (first.version, second.version) == (1, 2)
+    assert len(platform.list()) == 1
+
+
+def test_deploy_restarts_a_scaled_down_member(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g", instances=0, status=STOPPED)
+    info = platform.deploy(rollout.member_spec(TEMPLATE, rollout.DeployTarget("g_blue", "g")))
+    assert platform.writes("modify", "start") == [("modify", "g_blue"), ("start", "g_blue")]
+    assert info.ready
+    assert info.instances == 2
+
+
+# -- traffic -----------------------------------------------------------------------------------
+
+
+def test_shift_weights_takes_the_remainder_from_the_live_members() -> None:
+    live_blue = group(("g_blue", 100), ("g_green", 0))
+    assert rollout.shift_weights(live_blue, "g_green", 10) == {"g_green": 10, "g_blue": 90}
+    split = group(("a", 60), ("b", 30), ("g_green", 10))
+    assert rollout.shift_weights(split, "g_green", 40) == {"g_green": 40, "a": 40, "b": 20}
+
+
+def test_shift_weights_with_previous_gives_it_all_the_rest() -> None:
+    info = group(("g_blue", 0), ("g_green", 0), ("g_red", 100))
+    assert rollout.shift_weights(info, "g_green", 30, previous="g_blue") == {"g_green": 30, "g_blue": 70, "g_red": 0}
+
+
+def test_shift_weights_first_member_gets_all_and_bad_weights_fail() -> None:
+    assert rollout.shift_weights(group(), "g_blue", 10) == {"g_blue": 100}
+    with pytest.raises(InvalidSpec, match="between 0 and 100"):
+        rollout.shift_weights(group(), "g_blue", 101)
+
+
+# -- promote -----------------------------------------------------------------------------------
+
+
+def test_promote_moves_all_traffic_and_names_the_old_members(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g", weight=50)
+    platform.add_member("g_green", "g", weight=50)
+    assert rollout.promote(platform, "g", "g_green") == ["g_blue"]
+    assert platform.describe_group("g").weight_of("g_green") == 100
+    with pytest.raises(NotFound, match="not a member"):
+        rollout.promote(platform, "g", "g_red")
+
+
+@pytest.mark.parametrize(
+    ("mode", "write", "instances"),
+    [("stop", ("stop", "g_blue"), 0), ("zero", ("scale", "g_blue", 0), 0), ("keep", None, 1)],
+)
+def test_scale_down_old_members(platform: FakePlatform, mode: str, write: tuple | None, instances: int) -> None:
+    platform.add_member("g_blue", "g", weight=0)
+    platform.add_member("g_green", "g", weight=100)
+    result = rollout.scale_down_old_members(platform, "g", "g_green", mode)
+    assert result.scaled_down == ([] if write is None else ["g_blue"])
+    assert platform.writes("stop", "scale") == ([] if write is None else [write])
+    assert platform.describe("g_blue").instances == instances
+
+
+def test_scale_down_leaves_everything_up_after_a_rollback(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g", weight=100)
+    platform.add_member("g_green", "g", weight=0)
+    result = rollout.scale_down_old_members(platform, "g", "g_green", "stop")
+    assert result.scaled_down == []
+    assert "no longer routes everything" in result.skipped_because
+    assert platform.writes("stop", "scale") == []
+
+
+def test_scale_down_skips_members_already_down_or_gone(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g", instances=0, status=STOPPED)
+    platform.add_member("g_green", "g", weight=100)
+    assert rollout.scale_down_old_members(platform, "g", "g_green", "stop").scaled_down == []
+    with pytest.raises(InvalidSpec, match="choose stop"):
+        rollout.check_scale_down("pause")
+
+
+# -- rollback ----------------------------------------------------------------------------------
+
+
+def test_rollback_starts_a_stopped_previous_before_it_takes_traffic(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g", instances=0, status=STOPPED)
+    platform.add_member("g_green", "g", weight=100)
+    restarted: list[tuple[str, str]] = []
+    weights = rollout.rollback(
+        platform, "g", "g_green", "g_blue", on_restart=lambda name, status: restarted.append((name, status))
     )
-    return driver.start()
+    assert weights == {"g_green": 0, "g_blue": 100}
+    assert restarted == [("g_blue", STOPPED)]
+    assert [c[0] for c in platform.writes("start", "set_traffic", "stop")] == ["start", "set_traffic", "stop"]
+    assert platform.describe("g_green").status == STOPPED
 
 
-def weights(client: Any, group: str) -> dict[str, int]:
-    return {m.service: m.weight for m in client.describe_group(group).members}
+def test_rollback_without_previous_only_takes_the_traffic(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g", weight=100)
+    assert rollout.rollback(platform, "g", "g_blue", None, stop_service=False) == {"g_blue": 0}
+    assert platform.writes("start", "stop") == []
 
 
-def test_good_version_is_promoted_without_client_errors(eas_conn, airflow_db) -> None:
-    client, group = eas_conn.client, "good"
-    seed_group(client, group)
-    traffic = traffic_to(eas_conn, group)
-    time.sleep(1)
-    plan = rollout_plan(
-        "good_release",
-        group,
-        service=echo_service(
-            APP_VERSION="{{ params.version }}", BIZDATE="{{ bizdate }}", CYCTIME="{{ cyctime }}"
-        ),
-        schedule={"cron": "0 2 * * *", "timezone": "Asia/Shanghai", "start_date": "2026-11-01"},
-    )
-    # The 2026-11-25 02:00 (Shanghai) run: logical date 2026-11-24 18:00 UTC.
-    run = run_plan(plan, {"version": "2"}, logical_date=pendulum.datetime(2026, 11, 24, 18, tz="UTC"))
-    time.sleep(1)
-    traffic.stop()
-
-    states = task_states(run)
-    assert run.state == "success", states
-    assert states["rollback"] == "skipped" and states["promote"] == "success"
-    assert weights(client, group) == {"good_blue": 0, "good_green": 100}
-    assert traffic.failures_at == [], "client errors while the rollout ran"
-    assert traffic.answers["version 2"] > 0 and traffic.answers["version 1"] > 0
-    env = {e["name"]: e["value"] for e in client.describe("good_green").spec["containers"][0]["env"]}
-    assert env == {"APP_VERSION": "2", "BIZDATE": "20261124", "CYCTIME": "20261125020000"}
-    # The old member is scaled down after the delay; the lease is free again.
-    wait_until(lambda: client.describe("good_blue").status == "Stopped", 20, "old member stopped")
-    client.acquire_lease(group, "someone-else", 5)
-    client.release_lease(group, "someone-else")
-    assert traffic.errors == 0
+def test_rollback_gives_up_when_previous_never_gets_ready(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g", instances=0, status=STOPPED, ready=False)
+    platform.add_member("g_green", "g", weight=100)
+    with pytest.raises(EasError, match="did not come back") as caught:
+        rollout.rollback(platform, "g", "g_green", "g_blue", ready_timeout=0.2)
+    assert caught.value.retryable
+    assert platform.describe_group("g").weight_of("g_green") == 100  # still serving
 
 
-def test_bad_version_is_rolled_back_and_the_run_fails(eas_conn, airflow_db) -> None:
-    client, group = eas_conn.client, "bad"
-    seed_group(client, group)
-    traffic = traffic_to(eas_conn, group)
-    time.sleep(1)
-    plan = rollout_plan("bad_release", group, service=echo_service(APP_VERSION="2", FAIL_RATE="0.2"))
-    run = run_plan(plan)
-    traffic.stop()
-
-    states = task_states(run)
-    assert run.state == "failed", states
-    # 20% of answers are 5xx: the warm-up or the first analysis catches it, whichever sees it first
-    assert states["warm_up"] == "failed" or states["analysis_50"] == "failed", states
-    assert states["rollback"] == "success" and states["rollout_failed"] == "failed"
-    assert states["promote"] == "upstream_failed" and states["shift_to_100"] == "upstream_failed"
-    assert weights(client, group) == {"bad_blue": 100, "bad_green": 0}
-    wait_until(lambda: client.describe("bad_green").status == "Stopped", 20, "bad member stopped")
-    assert traffic.answers["version 1"] > 0
+# -- warm-up -----------------------------------------------------------------------------------
 
 
-def test_version_that_cannot_start_never_receives_traffic(eas_conn, airflow_db) -> None:
-    client, group = eas_conn.client, "broken"
-    seed_group(client, group)
-    traffic = traffic_to(eas_conn, group)
-    plan = rollout_plan("broken_release", group, service=echo_service(APP_VERSION="2", EXIT_CODE="3"))
-    run = run_plan(plan)
-    traffic.stop()
-
-    states = task_states(run)
-    assert run.state == "failed", states
-    assert states["wait_ready"] == "failed"
-    assert states["shift_to_50"] == "upstream_failed"
-    assert weights(client, group) == {"broken_blue": 100, "broken_green": 0}
-    assert "version 2" not in traffic.answers
-    assert traffic.failures_at == []
-    assert set(traffic.answers) == {"version 1"}
+def test_read_warmup_file_jsonl_json_and_errors(tmp_path) -> None:
+    jsonl = tmp_path / "w.jsonl"
+    jsonl.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert rollout.read_warmup_file(f"file://{jsonl}") == [b'{"a": 1}', b'{"a": 2}']
+    listed = tmp_path / "w.json"
+    listed.write_text('[{"a": 1}, "raw"]')
+    assert rollout.read_warmup_file(str(listed)) == [b'{"a": 1}', b"raw"]
+    listed.write_text('{"a": 1}')
+    with pytest.raises(InvalidSpec, match="JSON list"):
+        rollout.read_warmup_file(str(listed))
+    with pytest.raises(InvalidSpec, match="cannot read"):
+        rollout.read_warmup_file(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(InvalidSpec, match="give a local path, a file:// URI or an oss:// object"):
+        rollout.read_warmup_file("s3://bucket/w.jsonl")
 
 
-def test_first_run_on_an_empty_group_gives_the_member_all_traffic(eas_conn, airflow_db) -> None:
-    client, group = eas_conn.client, "fresh"
-    plan = rollout_plan("fresh_release", group, strategy="blue_green", steps=None)
-    plan["analysis"]["min_requests"] = 1
-    plan["warmup"]["count"] = 10  # the warm-up requests are the first member's only traffic
-    plan["analysis"]["window_seconds"] = 30
-    run = run_plan(plan, {"version": "1"})
-    assert run.state == "success", task_states(run)
-    assert weights(client, group) == {"fresh_blue": 100}
-
-
-def test_the_lease_blocks_a_second_rollout(eas_conn, airflow_db) -> None:
-    client, group = eas_conn.client, "leased"
-    seed_group(client, group)
-    client.acquire_lease(group, "other_dag/run_1", 120)
-    try:
-        run = run_plan(rollout_plan("leased_release", group))
-        states = task_states(run)
-        assert run.state == "failed", states
-        assert states["acquire_lease"] == "failed" and states["deploy"] == "upstream_failed"
-        # Nothing of this run touched the group: no rollback, and the lease is not ours to release.
-        assert states["rollback"] in ("skipped", "upstream_failed")
-        assert states["release_lease"] in ("skipped", "upstream_failed")
-        assert [s.name for s in client.list() if s.group == group] == ["leased_blue"]
-        with pytest.raises(Exception, match="leased by"):  # still the other holder's
-            client.acquire_lease(group, "third", 5)
-    finally:
-        client.release_lease(group, "other_dag/run_1")
-
-
-def test_a_retried_deploy_makes_no_second_service(eas_conn, airflow_db) -> None:
-    from airflow_eas.operators.eas import EasDeployServiceOperator
-
-    client, group = eas_conn.client, "retry"
-    seed_group(client, group)
-    op = EasDeployServiceOperator(task_id="deploy", group=group, spec=echo_service(APP_VERSION="2"))
-
-    class TI:
-        def xcom_push(self, key: str, value: Any) -> None:
-            pass
-
-    first = op.execute({"ti": TI()})
-    second = op.execute({"ti": TI()})  # the retry
-    assert first["service"] == second["service"] == "retry_green"
-    assert first["previous"] == "retry_blue"
-    assert second["version"] == first["version"]  # same spec: nothing rolled
-    assert sorted(s.name for s in client.list() if s.group == group) == ["retry_blue", "retry_green"]
-
-
-def test_triggers_run_against_the_platform(eas_conn, airflow_db) -> None:
-    from airflow_eas.triggers.eas import EasMetricsTrigger, EasServiceReadyTrigger
-
-    client, group = eas_conn.client, "trig"
-    blue = seed_group(client, group)
-
-    async def first(trigger) -> dict:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    ready = asyncio.run(
-        first(EasServiceReadyTrigger(service=blue, eas_conn_id="eas_default", poll_interval=0.2))
-    )
-    assert ready["status"] == "success" and ready["service"] == blue
-    json.dumps(ready)
-    # No traffic: inconclusive until the deadline, never a pass.
-    quiet = EasMetricsTrigger(
-        service=blue, thresholds={"window_seconds": 5, "min_requests": 1000}, eas_conn_id="eas_default",
-        poll_interval=0.2, deadline=time.time() + 1.5,
+def test_read_warmup_file_from_oss(s3_server, monkeypatch, tmp_path) -> None:
+    """An oss:// warm-up file is read with the platform's own object-store client (a real S3 server)."""
+    boto3 = pytest.importorskip("boto3")
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_server["EAS_OSS_ENDPOINT"], region_name="us-east-1",
+        aws_access_key_id=s3_server["EAS_OSS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3_server["EAS_OSS_ACCESS_KEY_SECRET"],
     )  # fmt: skip
-    event = asyncio.run(first(quiet))
-    assert event["status"] == "timeout" and "Inconclusive" in event["message"]
+    s3.create_bucket(Bucket="warmup")
+    s3.put_object(Bucket="warmup", Key="fraud/w.jsonl", Body=b'{"instances": [[1, 2]]}\n{"instances": [[3, 4]]}\n')
+    with pytest.raises(InvalidSpec, match="EAS_OSS_ENDPOINT"):
+        rollout.read_warmup_file("oss://warmup/fraud/w.jsonl", cache=tmp_path)
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    bodies = rollout.read_warmup_file("oss://warmup/fraud/w.jsonl", cache=tmp_path)
+    assert bodies == [b'{"instances": [[1, 2]]}', b'{"instances": [[3, 4]]}']
+
+
+def test_warm_up_counts_requests_and_failures(platform: FakePlatform) -> None:
+    platform.add_member("g_blue", "g")
+    platform.answers["g_blue"] = lambda body: (500, b"boom") if body == b"bad" else (200, b"ok")
+    bodies = rollout.warmup_bodies(platform, "g_blue", data=[{"x": 1}, "bad"], data_path=None)
+    result = rollout.warm_up(platform, "g_blue", bodies, count=2, timeout=1)
+    summary = result.to_dict()
+    assert (summary["requests"], summary["errors"]) == (4, 2)
+    assert result.failures[0] == "HTTP 500: boom"
+    assert [b for _, b in platform.invoked] == [b'{"x": 1}', b"bad"] * 2
+
+
+# -- leases ------------------------------------------------------------------------------------
+
+
+def test_lease_conflict_fails_after_the_wait(platform: FakePlatform) -> None:
+    platform.acquire_lease("g", "other", 60)
+    waits: list[Conflict] = []
+    with pytest.raises(Conflict, match="being changed by another rollout"):
+        rollout.acquire_lease(
+            platform, "g", "me", ttl_seconds=60, wait_seconds=0.1, poll_interval=0.05, on_wait=waits.append
+        )
+    assert len(waits) >= 1
+    assert rollout.release_lease(platform, "g", "me") is not None  # someone else's: left alone
+    assert platform.leases["g"].holder == "other"
+
+
+def test_lease_is_taken_once_the_other_holder_releases(platform: FakePlatform) -> None:
+    platform.acquire_lease("g", "other", 60)
+
+    def release(_: Conflict) -> None:
+        platform.release_lease("g", "other")
+
+    lease = rollout.acquire_lease(
+        platform, "g", "me", ttl_seconds=60, wait_seconds=5, poll_interval=0.01, on_wait=release
+    )
+    assert lease.holder == "me"
+    assert rollout.release_lease(platform, "g", "me") is None
+    assert "g" not in platform.leases

@@ -22,12 +22,13 @@ def model(tmp_path: Path) -> Path:
     return path
 
 
-def test_warm_up_data_asset_resolved_at_launch_and_guarded(eas_server, model: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_warm_up_data_asset_resolved_at_launch_and_guarded(eas_server, model: Path, tmp_path: Path) -> None:
     warm = tmp_path / "warmup.jsonl"
     warm.write_text('{"instances": [[0.5]]}\n[[2.5]]\n')
     res = eas(eas_server, "asset", "create", "fraud_warmup", "--type", "data", "--uri", f"file://{warm}",
               "--description", "two rows of last week's traffic", "--version", "2026-11")
-    assert res.returncode == 0 and '"asset:fraud_warmup"' in res.stdout, res.stderr
+    assert res.returncode == 0, res.stderr
+    assert '"asset:fraud_warmup"' in res.stdout, res.stderr
     _one_line_error(eas(eas_server, "asset", "create", "fraud_warmup", "--type", "data", "--uri", "/x"),
                     "asset 'fraud_warmup' exists")
     _one_line_error(eas(eas_server, "asset", "create", "Bad", "--type", "data", "--uri", "nowhere"),

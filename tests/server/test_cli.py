@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.conftest import echo_spec, wait_until
 
 
-def eas(server, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:  # noqa: ANN001
+def eas(server, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "EAS_ENDPOINT": server.endpoint, "EAS_TOKEN": server.token, **(env or {})}
     return subprocess.run([sys.executable, "-m", "airflow_eas.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=60)
@@ -21,15 +21,17 @@ def _one_line_error(res: subprocess.CompletedProcess, needle: str) -> None:
     assert res.returncode != 0
     assert "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("eas: "), res.stderr
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("eas: "), res.stderr
     assert needle in lines[0], lines[0]
 
 
-def test_cli_round_trip(eas_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cli_round_trip(eas_server, tmp_path: Path) -> None:
     spec = tmp_path / "svc.json"
     spec.write_text(json.dumps(echo_spec("cli_svc", group="cli_grp", APP_VERSION="1")))
     res = eas(eas_server, "create", str(spec))
-    assert res.returncode == 0 and "cli_svc created" in res.stdout
+    assert res.returncode == 0
+    assert "cli_svc created" in res.stdout
 
     wait_until(lambda: json.loads(eas(eas_server, "desc", "cli_svc", "--json").stdout)["status"] == "Running",
                30, "Running")
@@ -37,7 +39,9 @@ def test_cli_round_trip(eas_server, tmp_path: Path) -> None:  # noqa: ANN001
     for key in ("name", "status", "endpoint", "token", "group", "instances", "running_instances", "version",
                 "instance_list"):
         assert key in desc, key
-    assert desc["group"] == "cli_grp" and desc["instances"] == 1 and desc["running_instances"] == 1
+    assert desc["group"] == "cli_grp"
+    assert desc["instances"] == 1
+    assert desc["running_instances"] == 1
     assert set(desc["instance_list"][0]) >= {"id", "address", "status"}
     assert "Recent events" in eas(eas_server, "desc", "cli_svc").stdout
 
@@ -45,23 +49,28 @@ def test_cli_round_trip(eas_server, tmp_path: Path) -> None:  # noqa: ANN001
     assert any(s["name"] == "cli_svc" for s in json.loads(eas(eas_server, "list", "--json").stdout))
 
     res = eas(eas_server, "invoke", "cli_svc", "--data", "ping")
-    assert res.returncode == 0 and json.loads(res.stdout)["echo"] == "ping"
+    assert res.returncode == 0
+    assert json.loads(res.stdout)["echo"] == "ping"
 
     res = eas(eas_server, "group", "traffic", "cli_grp", "cli_svc=100")
-    assert res.returncode == 0 and "cli_svc=100" in res.stdout
+    assert res.returncode == 0
+    assert "cli_svc=100" in res.stdout
     group = json.loads(eas(eas_server, "group", "desc", "cli_grp", "--json").stdout)
     assert set(group) >= {"name", "endpoint", "token", "members"}
     assert group["members"] == [{"service": "cli_svc", "weight": 100}]
     res = eas(eas_server, "invoke", "cli_grp", "--data", "via-group")
-    assert res.returncode == 0 and json.loads(res.stdout)["echo"] == "via-group"
+    assert res.returncode == 0
+    assert json.loads(res.stdout)["echo"] == "via-group"
 
     res = eas(eas_server, "modify", "cli_svc", "-D", "metadata.instance=2")
-    assert res.returncode == 0 and "version 2" in res.stdout
+    assert res.returncode == 0
+    assert "version 2" in res.stdout
     wait_until(lambda: json.loads(eas(eas_server, "desc", "cli_svc", "--json").stdout)["running_instances"] == 2,
                30, "two instances")
 
     metrics = json.loads(eas(eas_server, "metrics", "cli_svc", "--json").stdout)
-    assert metrics["requests"] >= 1 and set(metrics) >= {"errors", "p50_ms", "p95_ms", "p99_ms", "error_rate"}
+    assert metrics["requests"] >= 1
+    assert set(metrics) >= {"errors", "p50_ms", "p95_ms", "p99_ms", "error_rate"}
     assert "REQUESTS" in eas(eas_server, "metrics", "cli_svc").stdout
     assert "echo_app" in eas(eas_server, "logs", "cli_svc").stdout
 
@@ -70,7 +79,7 @@ def test_cli_round_trip(eas_server, tmp_path: Path) -> None:  # noqa: ANN001
     assert eas(eas_server, "delete", "cli_svc").returncode == 0
 
 
-def test_cli_errors_are_one_line(eas_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cli_errors_are_one_line(eas_server, tmp_path: Path) -> None:
     _one_line_error(eas(eas_server, "desc", "nope"), "service 'nope' not found")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "ok_name", "processor": "sklearn", "model_path": "/m", "bogus": 1}))

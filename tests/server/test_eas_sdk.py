@@ -25,6 +25,8 @@ import sys
 from eas_prediction import PredictClient, StringRequest
 from eas_prediction.exception import PredictException
 endpoint, name, token, body = sys.argv[1:5]
+if body.startswith("@"):  # a body too large for a command line
+    body = open(body[1:]).read()
 client = PredictClient(endpoint, name)
 client.set_token(token)
 client.set_retry_count(1)
@@ -57,7 +59,7 @@ def _call(sdk: Path, endpoint: str, name: str, token: str, body: str) -> str:
     return res.stdout.strip().splitlines()[-1]
 
 
-def test_eas_sdk_signed_requests_pass_the_gateway(eas_server, sdk: Path) -> None:  # noqa: ANN001
+def test_eas_sdk_signed_requests_pass_the_gateway(eas_server, sdk: Path) -> None:
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("sdk_svc", group="sdk_grp")))
     wait_until(lambda: client.describe("sdk_svc").status == "Running", 30, "Running")
@@ -69,4 +71,14 @@ def test_eas_sdk_signed_requests_pass_the_gateway(eas_server, sdk: Path) -> None
 
     assert _call(sdk, eas_server.gateway, "sdk_svc", "wrong-token-123", "x") == "HTTP 401"
     assert _call(sdk, eas_server.gateway, "sdk_svc", group.token, "x") == "HTTP 401", "another name's token"
-    client.delete("sdk_svc")
+
+
+def test_eas_sdk_signed_large_bodies_pass_the_gateway(eas_server, sdk: Path, tmp_path: Path) -> None:
+    """Issue 12 #6: correctly signed bodies of about 15 KB or more were refused with 401."""
+    client = eas_server.client
+    info = client.create(parse_spec(echo_spec("sdk_big")))
+    wait_until(lambda: client.describe("sdk_big").status == "Running", 30, "Running")
+    for size in (20_000, 3_000_000):  # past HAProxy's buffer: the signature covers the Content-MD5 header
+        (tmp_path / "body").write_text("r" * size)
+        answer = json.loads(_call(sdk, eas_server.gateway, "sdk_big", info.token, f"@{tmp_path / 'body'}"))
+        assert len(answer["echo"]) == size

@@ -5,11 +5,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
+import subprocess
 from collections import Counter
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from airflow_eas.errors import Conflict, InvalidSpec, NotFound
 from airflow_eas.spec import parse_spec
@@ -22,13 +25,14 @@ def _post(url: str, token: str | None, body: bytes = b"{}") -> requests.Response
     return requests.post(url, data=body, headers=headers, timeout=10)
 
 
-def test_create_invoke_scale_stop_start_delete(eas_server) -> None:  # noqa: ANN001
+def test_create_invoke_scale_stop_start_delete(eas_server) -> None:
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("life", instances=1)))
     assert info.status == "Creating"
     wait_running(client, "life")
     resp = _post(info.endpoint, info.token, b"hello")
-    assert resp.status_code == 200 and resp.json()["echo"] == "hello"
+    assert resp.status_code == 200
+    assert resp.json()["echo"] == "hello"
 
     client.scale("life", 3)
     info = wait_running(client, "life", 3)
@@ -56,7 +60,7 @@ def test_create_invoke_scale_stop_start_delete(eas_server) -> None:  # noqa: ANN
     wait_until(lambda: not any(p.exists() for p in leftovers), 10, "a deleted service's files to go")
 
 
-def test_wrong_or_missing_token_is_401(eas_server) -> None:  # noqa: ANN001
+def test_wrong_or_missing_token_is_401(eas_server) -> None:
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("authz")))
     wait_running(client, "authz")
@@ -67,10 +71,9 @@ def test_wrong_or_missing_token_is_401(eas_server) -> None:  # noqa: ANN001
     assert _post(f"{eas_server.gateway}/api/predict/nope", info.token).status_code == 404
     # the admin API wants the admin token
     assert requests.get(f"{eas_server.endpoint}/api/v2/services", timeout=5).status_code == 401
-    client.delete("authz")
 
 
-def test_bad_specs_rejected_with_their_reasons(eas_server) -> None:  # noqa: ANN001
+def test_bad_specs_rejected_with_their_reasons(eas_server) -> None:
     client = eas_server.client
     cases = {
         "Bad-Name": "name: 'Bad-Name' is not a valid service name",
@@ -86,16 +89,16 @@ def test_bad_specs_rejected_with_their_reasons(eas_server) -> None:  # noqa: ANN
     reserved["containers"][0]["port"] = 8080
     resp = requests.post(f"{eas_server.endpoint}/api/v2/services", json=reserved, timeout=5,
                          headers={"Authorization": f"Bearer {eas_server.token}"})
-    assert resp.status_code == 400 and cases["reserved"] in resp.json()["message"]
+    assert resp.status_code == 400
+    assert cases["reserved"] in resp.json()["message"]
     with pytest.raises(InvalidSpec, match="metadata.replicas: unknown field"):
         parse_spec({**base, "metadata": {"replicas": 2}})
     client.create(parse_spec(echo_spec("dupe")))
     with pytest.raises(Conflict, match="already exists"):
         client.create(parse_spec(echo_spec("dupe")))
-    client.delete("dupe")
 
 
-def test_group_split_follows_weights(eas_server) -> None:  # noqa: ANN001
+def test_group_split_follows_weights(eas_server) -> None:
     client = eas_server.client
     client.create(parse_spec(echo_spec("split_a", group="split", APP_VERSION="a")))
     client.create(parse_spec(echo_spec("split_b", instances=2, group="split", APP_VERSION="b")))
@@ -120,7 +123,7 @@ def test_group_split_follows_weights(eas_server) -> None:  # noqa: ANN001
     assert client.metrics("split_a", 60).requests == seen["a"]
 
 
-def test_weight_changes_under_load_lose_nothing(eas_server) -> None:  # noqa: ANN001
+def test_weight_changes_under_load_lose_nothing(eas_server) -> None:
     client = eas_server.client
     client.create(parse_spec(echo_spec("shift_a", group="shift", APP_VERSION="a")))
     client.create(parse_spec(echo_spec("shift_b", group="shift", APP_VERSION="b")))
@@ -135,7 +138,7 @@ def test_weight_changes_under_load_lose_nothing(eas_server) -> None:  # noqa: AN
     assert load.errors == 0, load.failures[:5]
 
 
-def test_kill_9_of_an_instance_under_load_costs_clients_nothing(eas_server) -> None:  # noqa: ANN001
+def test_kill_9_of_an_instance_under_load_costs_clients_nothing(eas_server) -> None:
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("sturdy", instances=2)))
     info = wait_running(client, "sturdy", 2)
@@ -147,16 +150,15 @@ def test_kill_9_of_an_instance_under_load_costs_clients_nothing(eas_server) -> N
         wait_until(lambda: load.total > 1500, 20, "more traffic")
     assert load.errors == 0, load.failures[:5]
 
-    def restarted():  # noqa: ANN202
+    def restarted():
         info = wait_running(client, "sturdy", 2)
         return any(x.id == victim.id and x.restarts == 1 for x in info.instance_list) and info
 
     info = wait_until(restarted, 30, "the killed instance to be restarted")
     assert any("exited" in e.message or "killed" in e.message for e in info.events)
-    client.delete("sturdy")
 
 
-def test_rolling_update_under_load(eas_server) -> None:  # noqa: ANN001
+def test_rolling_update_under_load(eas_server) -> None:
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("roll", instances=2, APP_VERSION="1")))
     info = wait_running(client, "roll", 2)
@@ -171,10 +173,9 @@ def test_rolling_update_under_load(eas_server) -> None:  # noqa: ANN001
     assert load.errors == 0, load.failures[:5]
     assert len(new.instance_list) == 2
     assert _post(info.endpoint, info.token).json()["version"] == "2"
-    client.delete("roll")
 
 
-def test_service_that_cannot_start_is_failed_with_reason(eas_server) -> None:  # noqa: ANN001
+def test_service_that_cannot_start_is_failed_with_reason(eas_server) -> None:
     client = eas_server.client
     client.create(parse_spec(echo_spec("crashing", EXIT_CODE=3)))
     info = wait_until(lambda: (i := client.describe("crashing")).status == "Failed" and i, 30, "Failed")
@@ -182,10 +183,9 @@ def test_service_that_cannot_start_is_failed_with_reason(eas_server) -> None:  #
     assert "refusing to start" in info.reason, "the reason carries the last log lines"
     assert any(e.level == "error" for e in info.events)
     assert "refusing to start" in client.logs("crashing")
-    client.delete("crashing")
 
 
-def test_failed_update_keeps_the_old_version_serving(eas_server) -> None:  # noqa: ANN001
+def test_failed_update_keeps_the_old_version_serving(eas_server) -> None:
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("keep", APP_VERSION="1")))
     wait_running(client, "keep")
@@ -194,10 +194,9 @@ def test_failed_update_keeps_the_old_version_serving(eas_server) -> None:  # noq
         wait_until(lambda: client.describe("keep").status == "Failed", 30, "Failed")
     assert load.errors == 0
     assert _post(info.endpoint, info.token).json()["version"] == "1"
-    client.delete("keep")
 
 
-def test_metrics_and_prometheus(eas_server) -> None:  # noqa: ANN001
+def test_metrics_and_prometheus(eas_server) -> None:
     client = eas_server.client
     info = client.create(parse_spec(echo_spec("measured", FAIL_RATE="0.25", SLOW_MS="5")))
     wait_running(client, "measured")
@@ -206,12 +205,31 @@ def test_metrics_and_prometheus(eas_server) -> None:  # noqa: ANN001
     assert m.requests == 200
     assert m.errors == codes[500]
     assert 0.1 < m.error_rate < 0.4
-    assert m.p50_ms is not None and m.p50_ms >= 5 and m.p99_ms >= m.p50_ms
-    text = requests.get(f"{eas_server.endpoint}/metrics", timeout=5,
-                        headers={"Authorization": f"Bearer {eas_server.token}"}).text
-    assert 'eas_requests_total{service="measured"} 200\n' in text
-    assert f'eas_errors_total{{service="measured"}} {codes[500]}\n' in text
-    client.delete("measured")
+    assert m.p50_ms is not None
+    assert m.p50_ms >= 5
+    assert m.p99_ms >= m.p50_ms
+    assert m.statuses == {"200": codes[200], "500": codes[500]}
+    metrics_token = (eas_server.data_dir / "metrics_token").read_text().strip()
+    assert oct((eas_server.data_dir / "metrics_token").stat().st_mode & 0o777) == "0o600"
+    resp = requests.get(f"{eas_server.endpoint}/metrics", timeout=5,
+                        headers={"Authorization": f"Bearer {metrics_token}"})
+    assert resp.status_code == 200
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(resp.text) for s in family.samples}
+    svc = (("service", "measured"),)
+    assert samples[("eas_requests_total", svc)] == 200
+    assert samples[("eas_errors_total", svc)] == codes[500]
+    assert samples[("eas_responses_total", (("code", "500"), *svc))] == codes[500]
+    assert samples[("eas_request_duration_seconds_count", svc)] == 200
+    assert samples[("eas_request_duration_seconds_bucket", (("le", "0.001"), *svc))] == 0, "each took 5 ms or more"
+    assert samples[("eas_request_duration_seconds_sum", svc)] >= 200 * 0.005
+    if shutil.which("promtool"):
+        check = subprocess.run(["promtool", "check", "metrics"], input=resp.text, capture_output=True, text=True)
+        assert check.returncode == 0, check
+        assert not (check.stdout + check.stderr).strip(), f"promtool has remarks: {check}"
+    refused = requests.get(f"{eas_server.endpoint}/api/v2/services", timeout=5,
+                           headers={"Authorization": f"Bearer {metrics_token}"})
+    assert refused.status_code == 401, "the metrics token opens /metrics and nothing else"
 
 
 def _pid_listening(address: str) -> int:

@@ -12,7 +12,8 @@ from tests.conftest import wait_until
 
 
 def test_a_command_that_ignores_port_fails_naming_port(tmp_path: Path) -> None:
-    cp = ControlPlane(ServerConfig(tmp_path, free_port(), free_port()),
+    # as the server's user, as the embedded servers of the tests run instances (the venv is not others')
+    cp = ControlPlane(ServerConfig(tmp_path, free_port(), free_port(), instance_user="root"),
                       Timings(startup_timeout=1.5, failures_to_fail=1))
     cp.start()
     try:

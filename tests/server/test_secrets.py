@@ -27,7 +27,7 @@ def test_redact_and_restore_round_trip() -> None:
     assert restore_secrets(changed, stored)["storage"][0]["git"]["password"] == "new-one"
 
 
-def test_git_password_never_shown(eas_server) -> None:  # noqa: ANN001
+def test_git_password_never_shown(eas_server) -> None:
     client = eas_server.client
     client.create(parse_spec(_with_git("secretive", SECRET)))
     info = wait_until(lambda: (i := client.describe("secretive")).status == "Failed" and i, 60, "Failed")
@@ -37,5 +37,35 @@ def test_git_password_never_shown(eas_server) -> None:  # noqa: ANN001
     # a modify built from what `desc` shows keeps the real password
     client.modify(parse_spec({**info.spec, "metadata": {"instance": 1, "warm_up_count": 2}}))
     info = client.describe("secretive")
-    assert info.spec["storage"][0]["git"]["password"] == REDACTED and SECRET not in repr(info.to_dict())
-    client.delete("secretive")
+    assert info.spec["storage"][0]["git"]["password"] == REDACTED
+    assert SECRET not in repr(info.to_dict())
+
+
+def test_secret_env_values_and_url_credentials_never_shown(eas_server) -> None:
+    client = eas_server.client
+    spec = echo_spec("envsecret", MODEL_NAME="fraud")
+    spec["containers"][0]["env"] += [
+        {"name": "DB_URL", "value": f"postgres://app:{SECRET}@db/x", "secret": True},
+        {"name": "UPSTREAM_API_KEY", "value": SECRET},  # named like a credential: secret without the flag
+        {"name": "MIRROR", "value": f"https://bot:{SECRET}@mirror.example/pkgs"},
+    ]
+    client.create(parse_spec(spec))
+    info = client.describe("envsecret")
+    shown = {e["name"]: e["value"] for e in info.spec["containers"][0]["env"]}
+    assert shown == {"MODEL_NAME": "fraud", "DB_URL": REDACTED, "UPSTREAM_API_KEY": REDACTED,
+                     "MIRROR": "https://***@mirror.example/pkgs"}
+    assert SECRET not in repr([s.to_dict() for s in client.list()])
+    # the instance still gets the real values, and a modify from what desc shows keeps them
+    client.modify(parse_spec({**info.spec, "metadata": {"instance": 1, "warm_up_count": 2}}))
+    stored = eas_server.client.describe("envsecret")
+    assert SECRET not in repr(stored.to_dict())
+    from airflow_eas.server.store import Store
+
+    store = Store(eas_server.data_dir / "state.db")
+    try:
+        env = {e["name"]: e["value"] for e in store.service("envsecret").spec["containers"][0]["env"]}
+    finally:
+        store.close()
+    assert env["DB_URL"] == f"postgres://app:{SECRET}@db/x"
+    assert env["UPSTREAM_API_KEY"] == SECRET
+    assert env["MIRROR"] == f"https://bot:{SECRET}@mirror.example/pkgs"

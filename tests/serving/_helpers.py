@@ -57,7 +57,7 @@ class Served:
         ]
         if execution:
             cmd += ["--execution", execution]
-        self._err = open(self.stderr_file, "wb")  # noqa: SIM115 - closed in stop()
+        self._err = open(self.stderr_file, "wb")
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=self._err)
 
     @property

@@ -17,7 +17,8 @@ def _check_classifier(server, expect_proba: bool = True) -> dict:
     doc = json.loads(body)
     assert [int(p) for p in doc["predictions"]] == [0, 2]
     if expect_proba:
-        assert len(doc["probabilities"]) == 2 and len(doc["probabilities"][0]) == 3
+        assert len(doc["probabilities"]) == 2
+        assert len(doc["probabilities"][0]) == 3
         assert abs(sum(doc["probabilities"][0]) - 1) < 1e-4
     return doc
 
@@ -27,17 +28,25 @@ def test_sklearn_processor(serve, sklearn_model):
     doc = _check_classifier(server)
     # the gateway path, a bare list of rows, and a single flat row
     status, body = server.post(ROWS, path="/api/predict/iris")
-    assert status == 200 and json.loads(body)["predictions"] == doc["predictions"]
+    assert status == 200
+    assert json.loads(body)["predictions"] == doc["predictions"]
     status, body = server.post(ROWS[1])
-    assert status == 200 and json.loads(body)["predictions"] == [2]
+    assert status == 200
+    assert json.loads(body)["predictions"] == [2]
     status, body = server.post(b"not json")
-    assert status == 400 and b"not valid JSON" in body
+    assert status == 400
+    assert b"not valid JSON" in body
     status, body = server.post({"instances": [[1, 2]]})
-    assert status == 400 and b"cannot answer" in body
+    assert status == 400
+    assert b"cannot answer" in body
     metrics = server.metrics()
-    assert metrics["requests"] == 5 and metrics["status"] == {"200": 3, "400": 2}
-    assert metrics["errors"] == 0 and metrics["queue_length"] == 0 and metrics["latency_ms"]["p50"] > 0
-    assert metrics["batches"] == 5 and metrics["mean_batch_size"] == 1
+    assert metrics["requests"] == 5
+    assert metrics["status"] == {"200": 3, "400": 2}
+    assert metrics["errors"] == 0
+    assert metrics["queue_length"] == 0
+    assert metrics["latency_ms"]["p50"] > 0
+    assert metrics["batches"] == 5
+    assert metrics["mean_batch_size"] == 1
 
 
 def test_sklearn_file_uri_and_folder(serve, sklearn_model):

@@ -115,7 +115,8 @@ def test_http_model_archive_for_builtin(serve, tmp_path, http_root, sklearn_mode
     _tar(folder, www / "model.tar.gz")
     server = serve({"name": "iris", "processor": "sklearn", "model_path": f"{base}/model.tar.gz"})
     status, body = server.post({"instances": [[5.1, 3.5, 1.4, 0.2]]})
-    assert status == 200 and json.loads(body)["predictions"] == [0]
+    assert status == 200
+    assert json.loads(body)["predictions"] == [0]
 
 
 def test_http_404_is_a_clear_failure(serve, http_root):

@@ -13,7 +13,7 @@ pytest.importorskip("pypmml", reason="pypmml not installed (extra airflow-eas[pm
 nyoka = pytest.importorskip("nyoka", reason="nyoka not installed (needed to export the test models)")
 
 
-def _export(estimator, X, y, path: Path, features: list[str]) -> Path:  # noqa: ANN001
+def _export(estimator, X, y, path: Path, features: list[str]) -> Path:
     from sklearn.pipeline import Pipeline
 
     pipeline = Pipeline([("model", estimator)]).fit(X, y)
@@ -24,7 +24,7 @@ def _export(estimator, X, y, path: Path, features: list[str]) -> Path:  # noqa: 
 
 
 @pytest.fixture(scope="module")
-def iris_forest(tmp_path_factory, iris_data):  # noqa: ANN001, ANN201
+def iris_forest(tmp_path_factory, iris_data):
     from sklearn.ensemble import RandomForestClassifier
 
     X, y = iris_data
@@ -33,7 +33,7 @@ def iris_forest(tmp_path_factory, iris_data):  # noqa: ANN001, ANN201
     return model, path
 
 
-def test_pmml_classifier_matches_scikit_learn(serve, iris_forest, iris_data) -> None:  # noqa: ANN001
+def test_pmml_classifier_matches_scikit_learn(serve, iris_forest, iris_data) -> None:
     model, path = iris_forest
     X, _ = iris_data
     rows = X[::15].astype(float).tolist()
@@ -47,11 +47,14 @@ def test_pmml_classifier_matches_scikit_learn(serve, iris_forest, iris_data) -> 
                for a, b in zip(got, exp, strict=True)), (doc["probabilities"], want)
     # named fields, the gateway path; and clear 400s for rows that do not fit the model
     status, body = server.post([{"sl": 6.7, "sw": 3.0, "pl": 5.2, "pw": 2.3}], path="/api/predict/iris_pmml")
-    assert status == 200 and json.loads(body)["predictions"] == [2]
+    assert status == 200
+    assert json.loads(body)["predictions"] == [2]
     status, body = server.post({"instances": [[1.0, 2.0]]})
-    assert status == 400 and b"row has 2 values; the model takes 4 (sl, sw, pl, pw)" in body
+    assert status == 400
+    assert b"row has 2 values; the model takes 4 (sl, sw, pl, pw)" in body
     status, body = server.post([{"sl": 1.0}])
-    assert status == 400 and b"missing input field(s) sw, pl, pw" in body
+    assert status == 400
+    assert b"missing input field(s) sw, pl, pw" in body
 
 
 def test_pmml_gradient_boosting_in_batches(serve, tmp_path: Path) -> None:
@@ -73,9 +76,10 @@ def test_pmml_gradient_boosting_in_batches(serve, tmp_path: Path) -> None:
     assert max(abs(a - b) for a, b in zip(got, model.predict_proba(rows)[:, 1], strict=True)) < 1e-9
 
 
-def test_pmml_without_java_fails_clearly(serve, iris_forest) -> None:  # noqa: ANN001
+def test_pmml_without_java_fails_clearly(serve, iris_forest) -> None:
     _, path = iris_forest
     env = {"PATH": str(Path(sys.executable).parent), "JAVA_HOME": ""}
     server = serve({"name": "nojava", "processor": "pmml", "model_path": str(path)}, env=env, ready=False)
     code = server.wait_exit()
-    assert code != 0 and "no `java` is on PATH" in server.stderr, server.stderr
+    assert code != 0, server.stderr
+    assert "no `java` is on PATH" in server.stderr, server.stderr

@@ -74,9 +74,12 @@ def test_batching_gathers_concurrent_requests(serve, tmp_path):
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda _: server.post(b"x"), range(32)))
     sizes = [json.loads(body)["size"] for status, body in results if status == 200]
-    assert len(sizes) == 32 and max(sizes) > 1 and max(sizes) <= 8
+    assert len(sizes) == 32
+    assert max(sizes) > 1
+    assert max(sizes) <= 8
     metrics = server.metrics()
-    assert metrics["mean_batch_size"] > 1 and metrics["execution"].startswith("batching")
+    assert metrics["mean_batch_size"] > 1
+    assert metrics["execution"].startswith("batching")
 
 
 def test_batching_builtin_one_model_call_for_many(serve, sklearn_model):
@@ -99,5 +102,6 @@ def test_threads_execution_for_builtin(serve, sklearn_model):
         {"name": "iris", "processor": "sklearn", "model_path": str(sklearn_model)}, execution="threads"
     )
     status, body = server.post({"instances": [[5.1, 3.5, 1.4, 0.2]]})
-    assert status == 200 and json.loads(body)["predictions"] == [0]
+    assert status == 200
+    assert json.loads(body)["predictions"] == [0]
     assert server.metrics()["execution"] == "threads"

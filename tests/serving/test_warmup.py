@@ -116,7 +116,8 @@ def test_bad_spec_and_port(tmp_path):
         text=True,
         timeout=60,
     )
-    assert res.returncode == 2 and "bogus: unknown field" in res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2
+    assert "bogus: unknown field" in res.stderr.strip().splitlines()[-1]
     res = subprocess.run(
         [sys.executable, "-m", "airflow_eas.serving", "--spec", str(spec)],
         capture_output=True,

@@ -3,7 +3,6 @@ local and nfs rules, and an oss:// model deployed through a real `eas server`.""
 
 from __future__ import annotations
 
-import datetime
 import os
 import subprocess
 from pathlib import Path
@@ -17,15 +16,13 @@ from airflow_eas.server.storage import SYNTHETIC_ROOT, ObjectStore, OssConfig, S
 from airflow_eas.spec import GitMount, parse_spec
 from tests.conftest import wait_until
 
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
 
 def _oss(env: dict[str, str]) -> OssConfig:
     return OssConfig.from_env(env)
 
 
 @pytest.fixture(scope="module")
-def bucket(s3_server):  # noqa: ANN001, ANN201
+def bucket(s3_server):
     boto3 = pytest.importorskip("boto3")
     s3 = boto3.client(
         "s3", endpoint_url=s3_server["EAS_OSS_ENDPOINT"], region_name="us-east-1",
@@ -39,40 +36,25 @@ def bucket(s3_server):  # noqa: ANN001, ANN201
     return s3
 
 
-def test_sigv4_signature_matches_botocore(s3_server) -> None:  # noqa: ANN001
-    botocore = pytest.importorskip("botocore")
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    config = _oss(s3_server)
-    store = ObjectStore("http://127.0.0.1:9000", config)
-    for path, qs in [("/models/fraud/v1/model%20a.txt", ""), ("/models", "list-type=2&prefix=fraud%2Fv1%2F")]:
-        url = f"http://127.0.0.1:9000{path}" + (f"?{qs}" if qs else "")
-        req = AWSRequest(method="GET", url=url, headers={"x-amz-content-sha256": EMPTY_SHA256})
-        creds = Credentials(config.access_key_id, config.access_key_secret)
-        S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
-        when = datetime.datetime.strptime(req.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
-        ours = store._sign("GET", "127.0.0.1:9000", path, qs, now=when)
-        assert ours["Authorization"] == req.headers["Authorization"], botocore.__version__
-
-
-def test_oss_folder_download_is_cached_by_listing(s3_server, bucket, tmp_path: Path) -> None:  # noqa: ANN001
+def test_oss_folder_download_is_cached_by_listing(s3_server, bucket, tmp_path: Path) -> None:
     store = ObjectStore(s3_server["EAS_OSS_ENDPOINT"], _oss(s3_server))
     got = store.fetch("oss://models/fraud/v1/", tmp_path, "storage /models", folder=True)
     assert (got / "model.txt").read_bytes() == b"model v1"
     assert (got / "sub" / "extra.txt").read_bytes() == b"extra"
     inode = (got / "model.txt").stat().st_ino
     again = store.fetch("oss://models/fraud/v1", tmp_path, "storage /models", folder=True)
-    assert again == got and (again / "model.txt").stat().st_ino == inode, "unchanged objects are not fetched again"
+    assert again == got, "unchanged objects are not fetched again"
+    assert (again / "model.txt").stat().st_ino == inode, "unchanged objects are not fetched again"
     bucket.put_object(Bucket="models", Key="fraud/v1/sub/new.txt", Body=b"new")
     changed = store.fetch("oss://models/fraud/v1/", tmp_path, "storage /models", folder=True)
-    assert changed != got and (changed / "sub" / "new.txt").read_bytes() == b"new"
+    assert changed != got
+    assert (changed / "sub" / "new.txt").read_bytes() == b"new"
     single = store.fetch("oss://models/fraud/v1/sub/extra.txt", tmp_path, "model_path", folder=False)
-    assert single.name == "extra.txt" and single.read_bytes() == b"extra"
+    assert single.name == "extra.txt"
+    assert single.read_bytes() == b"extra"
 
 
-def test_oss_errors_are_clear_and_hold_no_secret(s3_server, bucket, tmp_path: Path) -> None:  # noqa: ANN001
+def test_oss_errors_are_clear_and_hold_no_secret(s3_server, bucket, tmp_path: Path) -> None:
     config = _oss(s3_server)
     store = ObjectStore(s3_server["EAS_OSS_ENDPOINT"], config)
     cases = [
@@ -90,7 +72,7 @@ def test_oss_errors_are_clear_and_hold_no_secret(s3_server, bucket, tmp_path: Pa
         Storage(tmp_path, OssConfig()).prepare("noendpoint", 1, spec, "process")
 
 
-def test_prepare_maps_every_kind_and_rewrites_oss_locations(s3_server, bucket, tmp_path: Path) -> None:  # noqa: ANN001
+def test_prepare_maps_every_kind_and_rewrites_oss_locations(s3_server, bucket, tmp_path: Path) -> None:
     local = tmp_path / "local"
     local.mkdir()
     spec = parse_spec({
@@ -104,13 +86,15 @@ def test_prepare_maps_every_kind_and_rewrites_oss_locations(s3_server, bucket, t
     storage = Storage(tmp_path / "cache", _oss(s3_server))
     prepared = storage.prepare("mounts", 1, spec, "process")
     mounts = prepared.eas_mounts
-    assert mounts["/data"] == str(local) and mounts["/nfs"] == str(local)
+    assert mounts["/data"] == str(local)
+    assert mounts["/nfs"] == str(local)
     assert Path(mounts["/models"], "model.txt").read_bytes() == b"model v1"
     assert prepared.spec["model_path"] == f"{SYNTHETIC_ROOT}/model_path/model.txt"
     assert Path(mounts[f"{SYNTHETIC_ROOT}/model_path"], "model.txt").read_bytes() == b"model v1"
     again = storage.prepare("mounts", 1, spec.model_copy(update={"metadata": spec.metadata.model_copy(
         update={"instance": 3})}), "process")
-    assert again.mounts == prepared.mounts and again.spec["metadata"]["instance"] == 3, "a version is prepared once"
+    assert again.mounts == prepared.mounts, "a version is prepared once"
+    assert again.spec["metadata"]["instance"] == 3, "a version is prepared once"
     assert next(m for m in prepared.mounts if m.mount_path == "/models").read_only
 
 
@@ -151,7 +135,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
     return f"file://{work}", first, str(work)
 
 
-def test_git_clone_branch_commit_and_cache(repo, tmp_path: Path) -> None:  # noqa: ANN001
+def test_git_clone_branch_commit_and_cache(repo, tmp_path: Path) -> None:
     url, first, _ = repo
     head = clone(GitMount(repo=url), tmp_path, "storage /code")
     assert (head / "app.txt").read_text() == "v2"
@@ -163,7 +147,7 @@ def test_git_clone_branch_commit_and_cache(repo, tmp_path: Path) -> None:  # noq
         clone(GitMount(repo=url, branch="nope"), tmp_path, "storage /code")
 
 
-def test_git_credentials_never_show(repo, tmp_path: Path) -> None:  # noqa: ANN001
+def test_git_credentials_never_show(repo, tmp_path: Path) -> None:
     url, _, _ = repo
     with_creds = GitMount(repo=url, username="robot", password="p4ss-w0rd-XYZ")
     checkout = clone(with_creds, tmp_path, "storage /code")  # file:// ignores the header; the clone works
@@ -179,7 +163,7 @@ def test_git_credentials_never_show(repo, tmp_path: Path) -> None:  # noqa: ANN0
     assert scrub("see https://u:pw@host/x and pw", ["pw"]) == "see https://***@host/x and ***"
 
 
-def test_oss_model_deploys_through_eas_server(s3_server, bucket, tmp_path: Path,  # noqa: ANN001
+def test_oss_model_deploys_through_eas_server(s3_server, bucket, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     joblib = pytest.importorskip("joblib")
     from sklearn.linear_model import LogisticRegression
@@ -200,7 +184,8 @@ def test_oss_model_deploys_through_eas_server(s3_server, bucket, tmp_path: Path,
                           and i.running_instances == 1 and i, 60, "oss model to run")
         resp = requests.post(info.endpoint, json={"instances": [[0.0], [3.0]]},
                              headers={"Authorization": info.token}, timeout=10)
-        assert resp.status_code == 200 and resp.json()["predictions"] == [0, 1], resp.text
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["predictions"] == [0, 1], resp.text
         failed = wait_until(lambda: (i := client.describe("oss_missing")).status == "Failed" and i, 60, "Failed")
         assert "no objects at oss://models/fraud/v9/model.joblib" in failed.reason
         log = (tmp_path / "eas" / "server.log").read_text()

@@ -8,6 +8,7 @@ find its instance again after the control plane restarted (a pid, a container id
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,11 @@ class LaunchRequest:
 @dataclass
 class ExitStatus:
     code: int | None  # None when the runtime could not learn it (an adopted process)
+    reason: str = ""  # what the runtime knows beyond the code (killed for memory)
 
     def describe(self) -> str:
+        if self.reason:
+            return self.reason
         if self.code is None:
             return "exited"
         if self.code < 0:
@@ -36,8 +40,17 @@ class ExitStatus:
         return f"exited with code {self.code}"
 
 
+@dataclass
+class Usage:
+    """What one instance uses now: CPU in percent of one core, resident memory in bytes."""
+
+    cpu_percent: float
+    memory_bytes: int
+
+
 class Runtime(ABC):
     name: str
+    instant_poll = False  # poll() never blocks (no engine call): the loop may call it in a pass
 
     @abstractmethod
     def launch(self, request: LaunchRequest) -> str:
@@ -58,6 +71,24 @@ class Runtime(ABC):
     @abstractmethod
     def adopt(self, handle: str) -> bool:
         """After a control-plane restart: True if the instance behind the handle still runs."""
+
+    @abstractmethod
+    def usage(self, handle: str) -> Usage | None:
+        """CPU and memory of the instance (CPU averaged since the last call); None once it has ended."""
+
+    def on_exit(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (from any thread) whenever an instance ends; False when this runtime cannot tell,
+        and the loop must poll its instances on a timer."""
+        return False
+
+    def listens(self, handle: str, port: int) -> bool | None:
+        """Whether the instance itself (not another process that took the port meanwhile) listens on ``port``;
+        None when the runtime cannot tell."""
+        return None
+
+    def end_unknown(self, known: set[str]) -> list[str | int]:
+        """After a restart: end what this server started but whose handle is not in ``known``."""
+        return []
 
     def release(self, handle: str) -> None:  # noqa: B027 - optional hook
         """Forget an instance that has ended (remove a container, ...)."""

@@ -40,9 +40,10 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from airflow_eas.errors import DeployFailed, PlatformUnavailable
-from airflow_eas.server import storage
 from airflow_eas.server.registries import RegistryCredentials
-from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime
+from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime, Usage
+from airflow_eas.server.runtimes.process import pids_listen
+from airflow_eas.server.storage import mounts_for
 from airflow_eas.spec import ServiceSpec
 
 MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
@@ -79,6 +80,7 @@ class DockerRuntime(Runtime):
         self._prefix = "eas-" + hashlib.sha256(self.data_dir.encode()).hexdigest()[:6]
         self._followers: dict[str, tuple[threading.Thread, Path]] = {}
         self._reported_oom: set[str] = set()
+        self._cpu_seen: dict[str, tuple[int, int]] = {}  # handle -> (container CPU ns, system CPU ns)
         self.sweep()
         atexit.register(self.sweep)  # after a clean shutdown: the stopped containers go too
 
@@ -109,7 +111,7 @@ class DockerRuntime(Runtime):
             out.append(Mount(cache, cache, type="bind"))
         taken = {m.mount_path for m in request.spec.storage}
         out += [m for m in self.default_mounts if m["Target"] not in taken]  # the spec's own mount wins
-        for m in storage.mounts_for(request.spec, eas_mounts):
+        for m in mounts_for(request.spec, eas_mounts):
             nfs = m.nfs
             if nfs is None:
                 out.append(Mount(m.mount_path, m.source, type="bind", read_only=m.read_only))
@@ -236,12 +238,61 @@ class DockerRuntime(Runtime):
                     f"there on all addresses (0.0.0.0), or set containers[0].port to the port it listens on")
         return super().not_listening(spec, port)
 
+    def usage(self, handle: str) -> Usage | None:
+        """From ``docker stats`` taken one-shot (no one-second wait); CPU is the share since the last call."""
+        try:
+            stats = self.api.stats(handle, stream=False, one_shot=True)
+        except (APIError, DockerException, OSError):
+            return None
+        cpu_stats = stats.get("cpu_stats") or {}
+        container_ns = int((cpu_stats.get("cpu_usage") or {}).get("total_usage") or 0)
+        system_ns = int(cpu_stats.get("system_cpu_usage") or 0)
+        if not container_ns and not system_ns:
+            return None  # not running
+        cores = int(cpu_stats.get("online_cpus") or 1)
+        before = self._cpu_seen.get(handle)
+        self._cpu_seen[handle] = (container_ns, system_ns)
+        cpu = 0.0
+        if before and system_ns > before[1]:
+            # system_cpu_usage counts every core: scale to percent of one core, as `docker stats` shows
+            cpu = (container_ns - before[0]) / (system_ns - before[1]) * cores * 100
+        memory = stats.get("memory_stats") or {}
+        cache = (memory.get("stats") or {}).get("inactive_file", 0)  # docker stats leaves the page cache out
+        return Usage(round(max(cpu, 0.0), 1), max(int(memory.get("usage") or 0) - int(cache), 0))
+
     def release(self, handle: str) -> None:
+        self._cpu_seen.pop(handle, None)
         self._addresses.pop(handle, None)
         self._settle_logs(handle)
         self._remove(handle)
         self._followers.pop(handle, None)
         self._reported_oom.discard(handle)
+
+    def listens(self, handle: str, port: int) -> bool | None:
+        """Whether the container's processes listen on its own port (the one probed; the published loopback
+        port is Docker's). Its processes are host processes seen in their network namespace (unless this server
+        runs in a container of its own: then nothing can be told)."""
+        _, inner = self.probe_address(handle, port)
+        try:
+            top = self.api.top(handle)
+        except (APIError, DockerException, OSError):
+            return None
+        column = top["Titles"].index("PID") if "PID" in top.get("Titles", []) else None
+        if column is None:
+            return None
+        return pids_listen([int(row[column]) for row in top.get("Processes") or []], inner)
+
+    def end_unknown(self, known: set[str]) -> list[str | int]:
+        """Remove this server's running containers whose id the store does not hold (created just before a
+        crash, before the id was saved)."""
+        try:
+            running = self.api.containers(filters={"label": f"eas.data_dir={self.data_dir}"})
+        except (APIError, DockerException, OSError):
+            return []
+        unknown = [c["Id"] for c in running if c["Id"] not in known]
+        for cid in unknown:
+            self._remove(cid)
+        return unknown
 
     def sweep(self) -> None:
         """Remove this server's containers that have ended (running ones stay: they are adopted)."""
