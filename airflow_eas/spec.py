@@ -455,7 +455,7 @@ def restore_secrets(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, An
     """Put back the secrets a user's edit of a shown (redacted) spec left redacted, by where they are."""
     kept = _secret_slots(stored)
     shown = redact_secrets(stored)
-    shown_values = {key: holder[field] for key, holder, field in _slot_refs(shown)}
+    shown_values = {key: holder.get(field) for key, holder, field in _slot_refs(shown)}
     for key, holder, field in _slot_refs(new):
         if key in kept and holder.get(field) == shown_values.get(key):
             holder[field] = kept[key]

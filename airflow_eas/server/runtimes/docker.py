@@ -42,7 +42,6 @@ from docker.types import DeviceRequest, Mount
 from airflow_eas.errors import DeployFailed, PlatformUnavailable
 from airflow_eas.server.registries import RegistryCredentials
 from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime, Usage
-from airflow_eas.server.runtimes.process import pids_listen
 from airflow_eas.server.storage import mounts_for
 from airflow_eas.spec import ServiceSpec
 
@@ -269,18 +268,16 @@ class DockerRuntime(Runtime):
         self._reported_oom.discard(handle)
 
     def listens(self, handle: str, port: int) -> bool | None:
-        """Whether the container's processes listen on its own port (the one probed; the published loopback
-        port is Docker's). Its processes are host processes seen in their network namespace (unless this server
-        runs in a container of its own: then nothing can be told)."""
+        """Whether something in the container's network namespace listens on its own port (the one probed;
+        the published loopback port is Docker's). Read from /proc/PID/net of the container's first process:
+        the host's socket tables do not show a bridge network's sockets (None where that cannot be read, e.g.
+        this server runs in a container of its own)."""
         _, inner = self.probe_address(handle, port)
         try:
-            top = self.api.top(handle)
-        except (APIError, DockerException, OSError):
+            pid = int(self.api.inspect_container(handle)["State"]["Pid"] or 0)
+        except (APIError, DockerException, OSError, KeyError, TypeError, ValueError):
             return None
-        column = top["Titles"].index("PID") if "PID" in top.get("Titles", []) else None
-        if column is None:
-            return None
-        return pids_listen([int(row[column]) for row in top.get("Processes") or []], inner)
+        return namespace_listens(pid, inner) if pid else None
 
     def end_unknown(self, known: set[str]) -> list[str | int]:
         """Remove this server's running containers whose id the store does not hold (created just before a
@@ -398,6 +395,21 @@ class DockerRuntime(Runtime):
         if entry is not None:
             with open(entry[1], "a") as out:
                 out.write(f"[eas docker runtime] {time.strftime('%H:%M:%S')} {line}\n")
+
+
+def namespace_listens(pid: int, port: int) -> bool | None:
+    """Whether a TCP socket listens on ``port`` in the network namespace of ``pid`` (None: unreadable)."""
+    wanted, seen = f"{port:04X}", False
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        seen = True
+        # columns: sl local_address rem_address st ...; local is HEXIP:HEXPORT, st 0A is LISTEN
+        if any(len(f := row.split()) > 3 and f[1].rsplit(":", 1)[1] == wanted and f[3] == "0A" for row in rows):
+            return True
+    return False if seen else None
 
 
 def parse_default_mounts(value: str) -> list[Mount]:
