@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,16 @@ def test_default_mounts_from_the_environment() -> None:
     assert parse_default_mounts("") == []
     with pytest.raises(PlatformUnavailable, match="EAS_DOCKER_MOUNTS: 'models:/models' is not"):
         parse_default_mounts("models:/models")
+
+
+def test_namespace_listens_reads_the_socket_table_of_a_process() -> None:
+    """What `listens` checks for a container: a listener in the namespace of its process, not a mere bind."""
+    from airflow_eas.server.runtimes.docker import namespace_listens
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        assert namespace_listens(os.getpid(), port) is False, "bound but not listening"
+        sock.listen()
+        assert namespace_listens(os.getpid(), port) is True
+    assert namespace_listens(2**22 + 7, port) is None, "no such process: nothing can be told"
