@@ -1,60 +1,115 @@
-"""Reading Prometheus: one instant query, one number (the shared client of anything that reads Prometheus).
+"""Reading Prometheus over its HTTP API: the one client of anything that reads Prometheus.
 
-:func:`query_scalar` asks ``<url>/api/v1/query`` and answers the query's single value:
+The Kubernetes platform's metrics and series and the analysis's custom checks all come here.
+Errors are typed at this boundary, never leaked:
 
-- ``None`` when the query has no data (an empty vector, NaN): the caller decides what
-  "no data" means (for an analysis: Inconclusive, never a pass);
-- :class:`~airflow_eas.errors.PlatformUnavailable` when Prometheus cannot be reached or
-  answers 5xx (the metrics source is down: an Error, not a bad canary);
-- :class:`~airflow_eas.errors.InvalidSpec` when Prometheus rejects the query, or the query
-  gives several series (aggregate it, e.g. ``sum(...)``): a mistake in the plan.
+- :class:`~airflow_eas.errors.PlatformUnavailable` when Prometheus cannot be reached or fails
+  to answer (5xx, a timeout, no JSON): the metrics source is down -- an Error, not a bad canary;
+- :class:`~airflow_eas.errors.InvalidSpec` when Prometheus refuses the query (a syntax or
+  execution error), or :meth:`PrometheusClient.value` gets several series: a mistake in the plan
+  or the connection's templates;
+- no data is ``None`` / ``[]`` (an empty vector, NaN), never zero dressed up as a measurement.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from airflow_eas.errors import InvalidSpec, PlatformUnavailable
 
-__all__ = ["query_scalar"]
+__all__ = ["PrometheusClient", "Range", "Sample", "query_scalar"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One series of an instant query: its labels and value."""
+
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class Range:
+    """One series of a range query: its labels and ``(t, value)`` points, ascending, NaN dropped."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+
+
+class PrometheusClient:
+    """Instant (``/api/v1/query``) and range (``/api/v1/query_range``) PromQL queries.
+
+    :param url: Prometheus's base URL, e.g. ``http://prometheus.monitoring:9090``
+    :param timeout: seconds for one query (also sent as the server-side ``timeout``)
+    """
+
+    def __init__(self, url: str | None, *, timeout: float = 10.0) -> None:
+        if not url:
+            raise InvalidSpec("no Prometheus URL: set prometheus_url on the connection")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def query(self, promql: str) -> list[Sample]:
+        """The samples of an instant query, NaN values dropped (a ratio of nothing is no data)."""
+        data = self._get("query", promql, {})
+        kind, result = data.get("resultType"), data.get("result")
+        if kind in ("scalar", "string"):
+            samples = [Sample({}, float(result[1]))] if result else []
+        elif kind == "vector":
+            samples = [Sample(r.get("metric") or {}, float(r["value"][1])) for r in result or []]
+        else:
+            raise InvalidSpec(f"the query {promql!r} gives a {kind}; give one that gives an instant vector or scalar")
+        return [s for s in samples if not math.isnan(s.value)]
+
+    def value(self, promql: str) -> float | None:
+        """The query's one value; ``None`` when there is no data; InvalidSpec when it gives several series."""
+        samples = self.query(promql)
+        if not samples:
+            return None
+        if len(samples) > 1:
+            raise InvalidSpec(f"the query {promql!r} gives {len(samples)} series; aggregate it to one "
+                              "(e.g. sum(...) or max(...))")
+        return samples[0].value
+
+    def query_range(self, promql: str, *, start: float, end: float, step: float) -> list[Range]:
+        """Each series of ``promql`` evaluated every ``step`` seconds from ``start`` to ``end`` (both included)."""
+        data = self._get("query_range", promql, {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
+        if data.get("resultType") != "matrix":
+            raise InvalidSpec(f"the range query {promql!r} gives a {data.get('resultType')}, not a matrix")
+        out = []
+        for r in data.get("result") or []:
+            points = [(float(t), float(v)) for t, v in r.get("values") or []]
+            out.append(Range(r.get("metric") or {}, [(t, v) for t, v in points if not math.isnan(v)]))
+        return out
+
+    def _get(self, endpoint: str, promql: str, params: dict[str, str]) -> dict[str, Any]:
+        url = f"{self.url}/api/v1/{endpoint}"
+        try:
+            # trust_env=False: a proxy from the environment must not sit between a worker and its Prometheus.
+            resp = httpx.get(url, params={"query": promql, "timeout": f"{self.timeout:g}s", **params},
+                             timeout=self.timeout + 1, trust_env=False)
+        except httpx.HTTPError as exc:
+            raise PlatformUnavailable(f"cannot reach Prometheus at {self.url}: {exc.__class__.__name__}") from None
+        try:
+            body: dict[str, Any] = resp.json()
+        except ValueError:
+            raise PlatformUnavailable(f"Prometheus at {self.url} answered HTTP {resp.status_code}, not JSON") from None
+        # 400 bad_data: a syntax error; 422 execution: a query that cannot be evaluated. Both are ours to fix.
+        if resp.status_code in (400, 422) or body.get("errorType") in ("bad_data", "execution"):
+            raise InvalidSpec(f"Prometheus refused the query {promql!r}: {body.get('error')}")
+        if resp.status_code >= 300 or body.get("status") != "success":
+            raise PlatformUnavailable(f"Prometheus at {self.url} failed the query: "
+                                      f"{body.get('error') or f'HTTP {resp.status_code}'}")
+        return body.get("data") or {}
 
 
 def query_scalar(url: str, promql: str, timeout: float = 10.0) -> float | None:
-    """The value of the instant query ``promql`` at Prometheus ``url`` (None: no data)."""
-    endpoint = f"{url.rstrip('/')}/api/v1/query"
-    try:
-        resp = httpx.get(endpoint, params={"query": promql}, timeout=timeout, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise PlatformUnavailable(f"cannot reach Prometheus at {url}: {exc.__class__.__name__}") from None
-    if resp.status_code >= 500:
-        raise PlatformUnavailable(f"Prometheus at {url} answered HTTP {resp.status_code}")
-    try:
-        body: dict[str, Any] = resp.json()
-    except ValueError:
-        raise PlatformUnavailable(f"Prometheus at {url} answered HTTP {resp.status_code} without JSON") from None
-    if body.get("status") != "success":
-        raise InvalidSpec(f"Prometheus rejected the query {promql!r}: {body.get('error') or resp.status_code}")
-    return _scalar(body.get("data") or {}, promql)
+    """The one value of the instant query ``promql`` at Prometheus ``url`` (None: no data).
 
-
-def _scalar(data: dict[str, Any], promql: str) -> float | None:
-    kind, result = data.get("resultType"), data.get("result")
-    if kind in ("scalar", "string"):
-        return _number(result[1]) if result else None
-    if kind == "vector":
-        if not result:
-            return None
-        if len(result) > 1:
-            raise InvalidSpec(
-                f"the query {promql!r} gives {len(result)} series; aggregate it to one (e.g. sum(...) or max(...))"
-            )
-        return _number(result[0]["value"][1])
-    raise InvalidSpec(f"the query {promql!r} gives a {kind}; an instant vector or scalar is needed")
-
-
-def _number(text: str) -> float | None:
-    value = float(text)
-    return None if math.isnan(value) else value
+    The shape of an analysis's custom check (a URL and a query per check).
+    """
+    return PrometheusClient(url, timeout=timeout).value(promql)

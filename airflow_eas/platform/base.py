@@ -323,26 +323,26 @@ class Platform(ABC):
         """Take (or take again, for the same holder) the group's lease; Conflict when another holds it.
 
         ``stable`` is the member all traffic goes back to when the lease lapses with traffic
-        split, or when ``guard`` (None: no guard) sees a candidate breach. A platform without
-        a dead-man's switch may ignore both (the lease is then only a lock).
+        split, or when ``guard`` (None: no guard) sees a candidate breach. Every platform
+        records both on the lease; whether something acts on them is the platform's (see
+        docs/kubernetes.md for a cluster).
         """
 
+    @abstractmethod
     def renew_lease(self, group: str, holder: str, ttl_seconds: int, *, stable: str | None = None) -> Lease:
         """The heartbeat: extend the holder's lease (and name a new ``stable`` member, e.g. on promote).
 
         RolloutAborted when the platform revoked the lease (it reverted the group's traffic);
-        Conflict when another holder has the group. The default takes the lease again, for
-        platforms whose lease is only a lock.
+        Conflict when another holder has the group.
         """
-        return self.acquire_lease(group, holder, ttl_seconds, stable=stable)
 
+    @abstractmethod
     def get_lease(self, group: str) -> Lease | None:
-        """The group's lease (held, or revoked with its reason), None when the group is free."""
-        return None
+        """The group's lease (held, lapsed, or revoked with its reason), None when the group is free."""
 
     @abstractmethod
     def release_lease(self, group: str, holder: str) -> None: ...
 
+    @abstractmethod
     def add_group_event(self, group: str, level: str, message: str) -> None:
-        """Record an event on a group (shown with the group); platforms without events may drop it."""
-        return None
+        """Record an event (level info, warning or error) on a group; :meth:`describe_group` shows it."""

@@ -437,10 +437,14 @@ def build_app(cp: ControlPlane) -> FastAPI:
         return JSONResponse(InvalidSpec("; ".join(parts)).to_dict(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        # The console answers with HTTPExceptions too: a redirect to sign-in keeps its Location, any
+        # error its headers (the console's security headers); the body is our JSON error.
+        if exc.status_code < 400:
+            return Response(status_code=exc.status_code, headers=exc.headers)
         error = PayloadTooLarge("request body over the control plane's limit") if exc.status_code == 413 else \
-            EasError(str(exc.detail), status=exc.status_code)
-        return JSONResponse(error.to_dict(), status_code=exc.status_code)
+            EasError.from_response(exc.status_code, {"message": str(exc.detail)}, str(exc.detail))
+        return JSONResponse(error.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:

@@ -87,7 +87,7 @@ def test_query_scalar_answers_a_number_none_or_a_clear_error(prometheus) -> None
     assert query_scalar(url, "canary_accuracy") == pytest.approx(0.97)
     assert query_scalar(url, "scalar(canary_accuracy) * 100") == pytest.approx(97)
     assert query_scalar(url, "no_such_metric") is None
-    with pytest.raises(InvalidSpec, match="rejected the query"):
+    with pytest.raises(InvalidSpec, match="refused the query"):
         query_scalar(url, "sum(")
     with pytest.raises(InvalidSpec, match="aggregate it"):
         query_scalar(url, '{job="canary"}')

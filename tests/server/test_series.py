@@ -124,7 +124,7 @@ def test_sampler_takes_the_complete_period_before_its_boundary(tmp_path: Path) -
         t = 1_800_000_000
         for second, ms, error in [(t - 11, 1, False), (t - 10, 10, False), (t - 5, 30, True), (t - 1, 50, False),
                                   (t, 99, False)]:
-            metrics.record(("group:g", "a"), error, ms, now=second)
+            metrics.record(("group:g", "a"), 500 if error else 200, ms, now=second)
         SeriesSampler(series, metrics, store, ProcessRuntime()).sample(t)
         a = series.series("a", "15m", now=t)["points"]
         assert a["t"] == [t]
@@ -173,7 +173,7 @@ def test_a_starved_sampler_catches_up_the_periods_it_missed(tmp_path: Path) -> N
     sampler = SeriesSampler(series, metrics, store, ProcessRuntime(), clock=lambda: next(clock))
     store.insert_service("a", {"name": "a"}, 1, "tok", None)
     for second in range(t0, t0 + 50):
-        metrics.record(("a",), False, 5, now=second)
+        metrics.record(("a",), 200, 5, now=second)
     waits = []
 
     def fake_wait(seconds: float) -> bool:

@@ -1,25 +1,33 @@
-"""A group's lease as a ``coordination.k8s.io/v1`` Lease, with the single host's conflict rules.
+"""A group's lease as a ``coordination.k8s.io/v1`` Lease, with the single host's rules.
 
-Taken when free, expired, or held by the same holder (a renewal); otherwise Conflict naming
-the holder and the seconds left. Writes carry the read ``resourceVersion``, so two takers
-racing on a real API server cannot both win (the loser gets 409 and reads again). The
-``stable`` member (the one holding all traffic when the lease was taken) rides along as an
-annotation for whoever must give traffic back when the lease lapses.
+Taken when free, expired, revoked, or held by the same holder; otherwise Conflict naming the
+holder and the seconds left. Writes carry the read ``resourceVersion``, so two takers racing on
+a real API server cannot both win (the loser gets 409 and reads again).
+
+What the single host's guard keeps in its store rides on the Lease as annotations: the
+``stable`` member (all traffic goes back to it), the ``guard`` settings (JSON), and, once
+someone gave the group back, ``state: revoked`` with the ``reason``. Nothing in the cluster acts
+on them by itself (docs/kubernetes.md: who enforces the dead-man's switch on a cluster); a
+revoked lease is never renewed, so the run learns at its next heartbeat that it lost the group.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_eas.errors import Conflict, InvalidSpec
-from airflow_eas.platform.base import Lease
+from airflow_eas.errors import Conflict, InvalidSpec, RolloutAborted
+from airflow_eas.platform.base import LEASE_HELD, LEASE_LAPSED, GuardSettings, Lease
 from airflow_eas.platform.kubernetes.api import KubeApi
 from airflow_eas.platform.kubernetes.manifests import GROUP_LABEL, MANAGED, PREFIX, k8s_name
 from airflow_eas.platform.kubernetes.status import timestamp
 
 STABLE_ANNOTATION = f"{PREFIX}/stable"
+GUARD_ANNOTATION = f"{PREFIX}/guard"
+STATE_ANNOTATION = f"{PREFIX}/state"
+REASON_ANNOTATION = f"{PREFIX}/reason"
 MAX_TTL_SECONDS = 7 * 86400
 
 
@@ -33,46 +41,100 @@ def expires_at(lease: dict[str, Any]) -> float:
     return renewed + float(spec.get("leaseDurationSeconds") or 0)
 
 
-def acquire(api: KubeApi, namespace: str, group: str, holder: str, ttl_seconds: float,
-            stable: str | None = None) -> Lease:
-    if not holder:
+def _annotations(lease: dict[str, Any]) -> dict[str, str]:
+    return (lease.get("metadata") or {}).get("annotations") or {}
+
+
+def to_lease(group: str, lease: dict[str, Any]) -> Lease:
+    """The :class:`Lease` a Lease object records (``lapsed`` once it expired without a revocation)."""
+    notes = _annotations(lease)
+    spec = lease.get("spec") or {}
+    ends = expires_at(lease)
+    state = notes.get(STATE_ANNOTATION) or (LEASE_HELD if ends > time.time() else LEASE_LAPSED)
+    guard = GuardSettings.from_dict(json.loads(notes[GUARD_ANNOTATION])) if notes.get(GUARD_ANNOTATION) else None
+    ttl = spec.get("leaseDurationSeconds")
+    return Lease(group, spec.get("holderIdentity") or "", ends, notes.get(STABLE_ANNOTATION), guard,
+                 float(ttl) if ttl is not None else None, state, notes.get(REASON_ANNOTATION, ""))
+
+
+def _check(holder: str, ttl_seconds: float) -> None:
+    if not isinstance(holder, str) or not holder:
         raise InvalidSpec("holder: a non-empty string naming who takes the lease is required")
-    if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
+    if not isinstance(ttl_seconds, (int, float)) or isinstance(ttl_seconds, bool) \
+            or not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
         raise InvalidSpec(f"ttl_seconds: {ttl_seconds!r} is not a number of seconds from 1 to {MAX_TTL_SECONDS}")
+
+
+def get(api: KubeApi, namespace: str, group: str) -> Lease | None:
+    current = api.find("Lease", namespace, k8s_name(group))
+    return None if current is None else to_lease(group, current)
+
+
+def acquire(api: KubeApi, namespace: str, group: str, holder: str, ttl_seconds: float, *,
+            stable: str | None = None, guard: GuardSettings | None = None) -> Lease:
+    _check(holder, ttl_seconds)
     name = k8s_name(group)
+    # Every write names all four: a new holder must not inherit the last one's stable member or revocation.
+    annotations = {STABLE_ANNOTATION: stable, GUARD_ANNOTATION: json.dumps(guard.to_dict()) if guard else None,
+                   STATE_ANNOTATION: None, REASON_ANNOTATION: None}
     for _ in range(3):  # a lost race is read again, never overwritten
         now = time.time()
         current = api.find("Lease", namespace, name)
         spec = {"holderIdentity": holder, "leaseDurationSeconds": max(1, round(ttl_seconds)),
                 "renewTime": _micro_time(now)}
-        annotations = {STABLE_ANNOTATION: stable} if stable else {}
         if current is None:
             spec["acquireTime"] = spec["renewTime"]
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": name, "namespace": namespace, "labels": {**MANAGED, GROUP_LABEL: group},
-                                 "annotations": annotations},
+                                 "annotations": {k: v for k, v in annotations.items() if v is not None}},
                     "spec": spec}
             try:
-                api.create(body)
+                return to_lease(group, api.create(body))
             except Conflict:
                 continue
-            return Lease(group, holder, now + spec["leaseDurationSeconds"])
-        held_by = (current.get("spec") or {}).get("holderIdentity")
-        left = expires_at(current) - now
-        if held_by and held_by != holder and left > 0:
-            raise Conflict(f"group {group!r} is leased by {held_by!r} for {int(left)} s more")
-        if held_by != holder:
+        seen = to_lease(group, current)
+        if seen.holder == holder and seen.revoked:
+            raise RolloutAborted(seen.reason or f"group {group!r}: the lease was revoked")
+        if seen.holder and seen.holder != holder and seen.state == LEASE_HELD:
+            raise Conflict(f"group {group!r} is leased by {seen.holder!r} for {int(seen.expires_at - now)} s more")
+        if seen.holder != holder:
             spec["acquireTime"] = spec["renewTime"]
-        meta: dict[str, Any] = {"annotations": annotations} if annotations else {}
-        version = (current.get("metadata") or {}).get("resourceVersion")
-        if version:
-            meta["resourceVersion"] = version
         try:
-            api.patch("Lease", namespace, name, {"metadata": meta, "spec": spec})
+            return to_lease(group, _patch(api, namespace, current, annotations, spec))
         except Conflict:
             continue
-        return Lease(group, holder, now + spec["leaseDurationSeconds"])
     raise Conflict(f"group {group!r}: the lease changed hands while taking it; try again")
+
+
+def renew(api: KubeApi, namespace: str, group: str, holder: str, ttl_seconds: float, *,
+          stable: str | None = None) -> Lease:
+    """The holder's heartbeat: RolloutAborted once revoked, Conflict once another holder has the group."""
+    _check(holder, ttl_seconds)
+    for _ in range(3):
+        current = api.find("Lease", namespace, k8s_name(group))
+        if current is None:  # released meanwhile: take the group again if it is free
+            return acquire(api, namespace, group, holder, ttl_seconds, stable=stable)
+        seen = to_lease(group, current)
+        if seen.holder != holder:
+            raise Conflict(f"group {group!r} is leased by {seen.holder!r}, not {holder!r}: the lease was lost")
+        if seen.revoked:
+            raise RolloutAborted(seen.reason or f"group {group!r}: the lease was revoked")
+        spec = {"leaseDurationSeconds": max(1, round(ttl_seconds)), "renewTime": _micro_time(time.time())}
+        annotations = {STABLE_ANNOTATION: stable} if stable else {}
+        try:
+            return to_lease(group, _patch(api, namespace, current, annotations, spec))
+        except Conflict:
+            continue  # someone wrote between our read and write (a revocation?): read it again
+    raise Conflict(f"group {group!r}: the lease kept changing while renewing it; try again")
+
+
+def _patch(api: KubeApi, namespace: str, current: dict[str, Any], annotations: dict[str, Any],
+           spec: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"annotations": annotations} if annotations else {}
+    version = (current.get("metadata") or {}).get("resourceVersion")
+    if version:
+        meta["resourceVersion"] = version
+    return api.patch("Lease", namespace, current["metadata"]["name"], {"metadata": meta, "spec": spec})
 
 
 def release(api: KubeApi, namespace: str, group: str, holder: str) -> None:
@@ -81,7 +143,3 @@ def release(api: KubeApi, namespace: str, group: str, holder: str) -> None:
     if current is None or (current.get("spec") or {}).get("holderIdentity") != holder:
         return
     api.delete("Lease", namespace, k8s_name(group))
-
-
-def stable_member(lease: dict[str, Any]) -> str | None:
-    return ((lease.get("metadata") or {}).get("annotations") or {}).get(STABLE_ANNOTATION)

@@ -16,17 +16,31 @@ from typing import Any
 import requests
 
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, PlatformUnavailable
-from airflow_eas.platform.base import Event, GroupInfo, GroupMember, Lease, Metrics, Platform, ServiceInfo
+from airflow_eas.platform.base import (
+    SERIES_WINDOWS,
+    Event,
+    GroupInfo,
+    GroupMember,
+    GuardSettings,
+    Lease,
+    Metrics,
+    Platform,
+    Series,
+    ServiceInfo,
+)
 from airflow_eas.platform.kubernetes import lease as leases
 from airflow_eas.platform.kubernetes import manifests as m
 from airflow_eas.platform.kubernetes.api import KubeApi
 from airflow_eas.platform.kubernetes.config import ClusterSettings
 from airflow_eas.platform.kubernetes.metrics import MetricsReader
 from airflow_eas.platform.kubernetes.status import observe, timestamp
-from airflow_eas.prometheus_query import PrometheusClient
+from airflow_eas.prometheus import PrometheusClient
 from airflow_eas.spec import REDACTED, ServiceSpec, parse_spec
 
 MAX_EVENTS = 20
+EVENT_LEVELS = ("info", "warning", "error")
+LEVEL_ANNOTATION = f"{m.PREFIX}/level"
+ROLLOUT_REASON = "EasRollout"  # the reason of the rollouts' own events on a group's HTTPRoute
 
 
 class KubernetesPlatform(Platform):
@@ -211,21 +225,62 @@ class KubernetesPlatform(Platform):
             self._event(member, "Normal", "Traffic", f"group {group}: weight set to {weight}")
         return self._group_info(group, patched)
 
-    def acquire_lease(self, group: str, holder: str, ttl_seconds: int) -> Lease:
-        return leases.acquire(self.api, self.ns, group, holder, ttl_seconds, stable=self._stable(group))
+    def acquire_lease(
+        self,
+        group: str,
+        holder: str,
+        ttl_seconds: int,
+        *,
+        stable: str | None = None,
+        guard: GuardSettings | None = None,
+    ) -> Lease:
+        self._check_stable(group, stable)
+        if guard is not None:
+            guard = guard.check() if stable else None  # a first release has nothing to fall back to
+        lease = leases.acquire(self.api, self.ns, group, holder, ttl_seconds, stable=stable, guard=guard)
+        self._group_event(group, "info", f"leased to {holder} for {ttl_seconds:g} s; stable member: "
+                                         f"{stable or 'none'}" + (", guarded" if guard else ""))
+        return lease
+
+    def renew_lease(self, group: str, holder: str, ttl_seconds: int, *, stable: str | None = None) -> Lease:
+        self._check_stable(group, stable)
+        return leases.renew(self.api, self.ns, group, holder, ttl_seconds, stable=stable)
+
+    def get_lease(self, group: str) -> Lease | None:
+        return leases.get(self.api, self.ns, group)
 
     def release_lease(self, group: str, holder: str) -> None:
         leases.release(self.api, self.ns, group, holder)
+
+    def add_group_event(self, group: str, level: str, message: str) -> None:
+        if level not in EVENT_LEVELS:
+            raise InvalidSpec(f"level: {level!r} is not one of {', '.join(EVENT_LEVELS)}")
+        if not isinstance(message, str) or not message.strip():
+            raise InvalidSpec("message: a non-empty string is required")
+        self.describe_group(group)  # NotFound for a group that does not exist, as on one host
+        self._create_event("HTTPRoute", m.k8s_name(group), level, message.strip()[:2000])
 
     # -- data plane ------------------------------------------------------------------------
 
     def metrics(self, name: str, window_seconds: int = 60) -> Metrics:
         spec = self._stored_spec(self._deployment(name))
-        if not self.settings.prometheus_url:
-            raise PlatformUnavailable("no Prometheus: set prometheus_url on the kubernetes connection")
-        reader = MetricsReader(PrometheusClient(self.settings.prometheus_url), self.settings.prometheus_queries)
-        return reader.read(service=name, k8s_service=m.k8s_name(name), group=spec.group or "", namespace=self.ns,
-                           window=window_seconds)
+        return self._metrics_reader().read(service=name, k8s_service=m.k8s_name(name), group=spec.group or "",
+                                           namespace=self.ns, window=window_seconds)
+
+    def series(self, name: str, window: str = "15m") -> Series:
+        if window not in SERIES_WINDOWS:
+            raise InvalidSpec(f"window: {window!r} is not one of {', '.join(SERIES_WINDOWS)}")
+        deployment = self.api.find("Deployment", self.ns, m.k8s_name(name))
+        if deployment is not None and _service_of(deployment) == name:
+            members, group = {name: m.k8s_name(name)}, self._stored_spec(deployment).group or ""
+        else:
+            members = {mb.service: m.k8s_name(mb.service) for mb in self.describe_group(name).members}
+            group = name
+        seconds = SERIES_WINDOWS[window]
+        # As on one host: 10 s points up to an hour, minutes beyond (at most 1,440 points a query).
+        step = 10 if seconds <= 3600 else 60
+        return self._metrics_reader().series(name=name, members=members, group=group, namespace=self.ns,
+                                             window_seconds=seconds, step=step, now=time.time())
 
     def logs(self, name: str, lines: int = 100) -> str:
         current = self._deployment(name)
@@ -264,6 +319,11 @@ class KubernetesPlatform(Platform):
         return resp.status_code, resp.content
 
     # -- reading ---------------------------------------------------------------------------
+
+    def _metrics_reader(self) -> MetricsReader:
+        if not self.settings.prometheus_url:
+            raise PlatformUnavailable("no Prometheus: set prometheus_url on the kubernetes connection")
+        return MetricsReader(PrometheusClient(self.settings.prometheus_url), self.settings.prometheus_queries)
 
     def _deployment(self, name: str) -> dict[str, Any]:
         deployment = self.api.find("Deployment", self.ns, m.k8s_name(name))
@@ -313,32 +373,54 @@ class KubernetesPlatform(Platform):
             instance_list=seen.instances, reason=seen.reason, spec=spec.to_json(), events=events,
         )
 
-    def _events(self, name: str) -> list[Event]:
+    def _events(self, name: str, *, group: bool = False) -> list[Event]:
+        """A service's events (its Deployment, ReplicaSets and pods), or a group's (its HTTPRoute)."""
         prefix = m.k8s_name(name)
         out = []
         for e in self.api.list("Event", self.ns):
-            involved = (e.get("involvedObject") or {}).get("name") or ""
-            if involved != prefix and not involved.startswith(prefix + "-"):
+            involved = e.get("involvedObject") or {}
+            if (involved.get("kind") == "HTTPRoute") != group:
+                continue
+            if involved.get("name") != prefix and (group or not (involved.get("name") or "").startswith(prefix + "-")):
                 continue
             when = timestamp(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")) or 0.0
-            level = "warning" if e.get("type") == "Warning" else "info"
+            level = ((e.get("metadata") or {}).get("annotations") or {}).get(LEVEL_ANNOTATION)
+            if level not in EVENT_LEVELS:
+                level = "warning" if e.get("type") == "Warning" else "info"
             out.append(Event(when, level, e.get("message") or e.get("reason") or ""))
         return sorted(out, key=lambda ev: ev.time)[-MAX_EVENTS:]
 
     def _event(self, name: str, kind: str, reason: str, message: str) -> None:
         """A core/v1 Event on the Deployment: what ``kubectl describe`` and ``eas desc`` show."""
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        k8s = m.k8s_name(name)
         try:
-            self.api.create({
-                "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": f"{k8s}.{time.time_ns():x}", "namespace": self.ns},
-                "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": k8s, "namespace": self.ns},
-                "reason": reason, "message": message, "type": kind, "firstTimestamp": now, "lastTimestamp": now,
-                "count": 1, "source": {"component": "airflow-eas"},
-            })
+            self._create_event("Deployment", m.k8s_name(name), "warning" if kind == "Warning" else "info", message,
+                               reason=reason)
         except EasError:
             pass  # an event is a courtesy: never fail the change it reports
+
+    def _group_event(self, group: str, level: str, message: str) -> None:
+        """A courtesy event on the group's route (there may be no route yet: a first release)."""
+        try:
+            if self.api.find("HTTPRoute", self.ns, m.k8s_name(group)) is not None:
+                self._create_event("HTTPRoute", m.k8s_name(group), level, message)
+        except EasError:
+            pass
+
+    def _create_event(self, kind: str, obj: str, level: str, message: str, *, reason: str = ROLLOUT_REASON) -> None:
+        """A core/v1 Event involving ``kind``/``obj``; its ``level`` (info, warning, error) kept as an annotation.
+
+        Kubernetes knows only Normal and Warning; the annotation keeps "error" apart for ``eas``.
+        """
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        api_version = "gateway.networking.k8s.io/v1" if kind == "HTTPRoute" else "apps/v1"
+        self.api.create({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{obj}.{time.time_ns():x}", "namespace": self.ns,
+                         "annotations": {LEVEL_ANNOTATION: level}},
+            "involvedObject": {"apiVersion": api_version, "kind": kind, "name": obj, "namespace": self.ns},
+            "reason": reason, "message": message, "type": "Normal" if level == "info" else "Warning",
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1, "source": {"component": "airflow-eas"},
+        })
 
     def _secret_value(self, secret: str, key: str) -> str:
         obj = self.api.get("Secret", self.ns, secret)
@@ -394,7 +476,7 @@ class KubernetesPlatform(Platform):
         except NotFound:
             token = ""
         return GroupInfo(group, f"{self._gateway_or_blank()}/api/predict/{group}", token, members,
-                         accepted=route_accepted(route, self.settings))
+                         accepted=route_accepted(route, self.settings), events=self._events(group, group=True))
 
     def _write_weights(self, route: dict[str, Any], weights: dict[str, int]) -> dict[str, Any]:
         """Patch the route's backendRefs only (conditional on its resourceVersion where the server has one)."""
@@ -440,13 +522,13 @@ class KubernetesPlatform(Platform):
             patch["metadata"] = {"resourceVersion": version}
         self.api.patch("HTTPRoute", self.ns, route["metadata"]["name"], patch)
 
-    def _stable(self, group: str) -> str | None:
-        """The member holding all traffic now (kept on the lease for whoever must give traffic back)."""
+    def _check_stable(self, group: str, stable: str | None) -> None:
+        if stable is None:
+            return
         route = self.api.find("HTTPRoute", self.ns, m.k8s_name(group))
-        if route is None:
-            return None
-        full = [s for s, w in self._members(group, route).items() if w > 0]
-        return full[0] if len(full) == 1 else None
+        members = self._members(group, route) if route is not None and not _service_of(route) else {}
+        if not isinstance(stable, str) or stable not in members:
+            raise InvalidSpec(f"stable: {stable!r} is not a member of group {group!r}")
 
     def _gateway_or_blank(self) -> str:
         try:

@@ -3,7 +3,10 @@
 The exporter emits what Istio's gateway reports per destination Service -- the default query
 set's series: ``istio_requests_total`` (by response code) and the
 ``istio_request_duration_milliseconds`` histogram -- at rates the test sets, or split by the
-weights of an HTTPRoute read from the emulated API server (what a gateway would do).
+weights of an HTTPRoute read from the emulated API server (what a gateway would do). Pods'
+CPU and memory come out as the kubelet's cAdvisor series: ``container_cpu_usage_seconds_total``
+and ``container_memory_working_set_bytes`` per container, and (as cAdvisor does) once more for
+the whole pod with ``container=""``, which a reader must not add twice.
 """
 
 from __future__ import annotations
@@ -47,11 +50,21 @@ class Backend:
     _served: int = 0
 
 
+@dataclass
+class PodUsage:
+    """One pod's container ``main``: CPU cores it burns, its working set in MB."""
+
+    cpu_cores: float = 0.0
+    memory_mb: float = 0.0
+    cpu_seconds: float = 0.0
+
+
 class Exporter:
     """Counts requests per (namespace, service) over time and serves them as Prometheus text on /metrics."""
 
     def __init__(self, tick: float = 0.1) -> None:
         self.backends: dict[tuple[str, str], Backend] = {}
+        self.pods: dict[tuple[str, str], PodUsage] = {}
         self.split: Callable[[], dict[tuple[str, str], float]] | None = None  # per-backend rps from routes
         self.tick = tick
         self._lock = threading.Lock()
@@ -82,6 +95,11 @@ class Exporter:
                 setattr(backend, key, value)
             return backend
 
+    def set_pod(self, namespace: str, pod: str, *, cpu_cores: float, memory_mb: float) -> None:
+        with self._lock:
+            usage = self.pods.setdefault((namespace, pod), PodUsage())
+            usage.cpu_cores, usage.memory_mb = cpu_cores, memory_mb
+
     def _run(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(self.tick):
@@ -91,6 +109,8 @@ class Exporter:
             with self._lock:
                 for key, rps in rates.items():
                     self.backends.setdefault(key, Backend()).rps = rps
+                for usage in self.pods.values():
+                    usage.cpu_seconds += usage.cpu_cores * dt
                 for backend in self.backends.values():
                     backend._carry += backend.rps * dt
                     n, backend._carry = int(backend._carry), backend._carry - int(backend._carry)
@@ -111,7 +131,8 @@ class Exporter:
         b.buckets[index] += 1
 
     def render(self) -> str:
-        lines = [f"# TYPE {NAME} counter", f"# TYPE {HIST} histogram"]
+        lines = [f"# TYPE {NAME} counter", f"# TYPE {HIST} histogram",
+                 "# TYPE container_cpu_usage_seconds_total counter", "# TYPE container_memory_working_set_bytes gauge"]
         with self._lock:
             for (ns, svc), b in sorted(self.backends.items()):
                 labels = (f'reporter="source",source_workload="eas-gateway-istio",destination_service_namespace="{ns}",'
@@ -124,6 +145,11 @@ class Exporter:
                     lines.append(f'{HIST}_bucket{{{labels},le="{le}"}} {cumulative}')
                 lines.append(f"{HIST}_sum{{{labels}}} {b.total_ms}")
                 lines.append(f"{HIST}_count{{{labels}}} {cumulative}")
+            for (ns, pod), usage in sorted(self.pods.items()):
+                for container in ("main", ""):
+                    labels = f'namespace="{ns}",pod="{pod}",container="{container}"'
+                    lines.append(f"container_cpu_usage_seconds_total{{{labels}}} {usage.cpu_seconds}")
+                    lines.append(f"container_memory_working_set_bytes{{{labels}}} {usage.memory_mb * 1048576}")
         return "\n".join(lines) + "\n"
 
     def start(self) -> Exporter:

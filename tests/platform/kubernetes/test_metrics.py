@@ -6,12 +6,11 @@ import time
 
 import pytest
 
-from airflow_eas.analysis import ERROR, FAILED, INCONCLUSIVE, SUCCESSFUL, Thresholds
-from airflow_eas.errors import InvalidSpec, PlatformUnavailable
+from airflow_eas.analysis import ERROR, FAILED, INCONCLUSIVE, SUCCESSFUL, AnalysisPlan, measure
+from airflow_eas.errors import InvalidSpec, NotFound, PlatformUnavailable
 from airflow_eas.platform.kubernetes.metrics import MetricsReader
-from airflow_eas.prometheus_query import PrometheusClient
+from airflow_eas.prometheus import PrometheusClient
 from airflow_eas.spec import parse_spec
-from airflow_eas.triggers.eas import check_metrics
 from tests.platform.kubernetes.prometheus import BUCKETS, Exporter, Prometheus, free_port
 from tests.platform.kubernetes.test_platform import image_spec, platform_of
 
@@ -48,17 +47,17 @@ def test_requests_errors_and_percentiles_come_out_as_emitted(
         lower, upper = bucket_of(true_ms)
         assert got is not None, (got, true_ms)
         assert lower <= got <= upper, (got, true_ms)
-    limits = Thresholds(window_seconds=WINDOW, min_requests=20, max_error_rate=0.01)
-    assert check_metrics(p, "fraud_green", limits).result == FAILED
+    limits = AnalysisPlan.parse(window_seconds=WINDOW, min_requests=20, max_error_rate=0.01)
+    assert measure(p, "fraud_green", limits).result == FAILED
 
     exporter.set(namespace, "fraud-green", error_rate=0.0, latencies_ms=(8.0,))
     time.sleep(WINDOW + 1)
-    assert check_metrics(p, "fraud_green", limits).result == SUCCESSFUL
+    assert measure(p, "fraud_green", limits).result == SUCCESSFUL
 
     # No series for a member nobody calls: no data, never a pass.
     quiet = p.metrics("fraud_quiet", WINDOW)
     assert (quiet.requests, quiet.errors, quiet.p50_ms, quiet.p99_ms) == (0, 0, None, None)
-    assert check_metrics(p, "fraud_quiet", limits).result == INCONCLUSIVE
+    assert measure(p, "fraud_quiet", limits).result == INCONCLUSIVE
 
 
 def test_prometheus_down_is_an_error(kube_conn: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,7 +66,9 @@ def test_prometheus_down_is_an_error(kube_conn: str, namespace: str, monkeypatch
     p.settings.prometheus_url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(PlatformUnavailable, match="cannot reach Prometheus"):
         p.metrics("fraud_green", 30)
-    verdict = check_metrics(p, "fraud_green", Thresholds(window_seconds=30))
+    with pytest.raises(PlatformUnavailable, match="cannot reach Prometheus"):
+        p.series("fraud_green")
+    verdict = measure(p, "fraud_green", AnalysisPlan.parse(window_seconds=30))
     assert verdict.result == ERROR
     assert "cannot reach Prometheus" in verdict.reasons[0]
     p.settings.prometheus_url = None
@@ -86,7 +87,68 @@ def test_query_overrides_and_bad_queries(prometheus: Prometheus, exporter: Expor
     assert 10 <= m.requests <= 30
     with pytest.raises(InvalidSpec, match="refused the query"):
         client.query("sum(rate(istio_requests_total[5s]")
+    with pytest.raises(InvalidSpec, match="refused the query"):
+        client.query_range("sum(", start=time.time() - 60, end=time.time(), step=10)
     exporter.set("other", "svc-b", rps=1.0)
     time.sleep(2)
     with pytest.raises(InvalidSpec, match="gives 2 series"):
         client.value('sum by (destination_service_name) (istio_requests_total{destination_service_namespace="other"})')
+
+
+def test_series_of_a_member_and_its_group_from_range_queries(
+    kube_conn: str, prometheus: Prometheus, exporter: Exporter, namespace: str
+) -> None:
+    p = platform_of(kube_conn)
+    p.create(parse_spec(image_spec("fraud_green", group="fraud")))
+    p.create(parse_spec(image_spec("fraud_blue", group="fraud")))
+    exporter.set(namespace, "fraud-green", rps=20.0, error_rate=0.1, latencies_ms=(8.0,) * 9 + (400.0,))
+    exporter.set(namespace, "fraud-blue", rps=10.0, latencies_ms=(40.0,))
+    exporter.set_pod(namespace, "fraud-green-5d8f7b-kq2lm", cpu_cores=0.25, memory_mb=300)
+    # Another service's pod whose name starts alike (service fraud_green_x) is not fraud_green's.
+    exporter.set_pod(namespace, "fraud-green-x-7c9d8-abcde", cpu_cores=2, memory_mb=900)
+    time.sleep(22)  # two whole 10 s steps of traffic, scraped
+
+    green = p.series("fraud_green")
+    assert (green.name, green.window_seconds, green.step_seconds) == ("fraud_green", 900, 10)
+    pts = green.points
+    assert len(pts["t"]) >= 2, pts
+    assert pts["t"] == sorted(pts["t"])
+    assert all(t % 10 == 0 for t in pts["t"])
+    assert pts["t"][-1] <= time.time() < pts["t"][-1] + 20
+    for i in range(len(pts["t"])):
+        assert 0 < pts["requests"][i] <= 20 * 10 * 1.3, pts
+        assert pts["rps"][i] == pytest.approx(pts["requests"][i] / 10, abs=0.001)
+        assert pts["errors"][i] <= pts["requests"][i]
+    assert 0.05 <= pts["error_rate"][-1] <= 0.15, pts  # a ratio: right from the first step
+    lower, upper = bucket_of(8.0)
+    assert lower <= pts["p50_ms"][-1] <= upper
+    lower, upper = bucket_of(400.0)
+    assert lower <= pts["p99_ms"][-1] <= upper
+    assert list(green.instances) == ["fraud-green-5d8f7b-kq2lm"], "its own pod, counted once"
+    usage = green.instances["fraud-green-5d8f7b-kq2lm"]
+    assert usage["t"] == sorted(usage["t"])
+    assert usage["t"]
+    assert usage["memory_mb"][-1] == pytest.approx(300)
+    assert 0 < usage["cpu_percent"][-1] <= 25 * 1.2, usage  # a rate over the last minute: it grows to 25
+
+    group = p.series("fraud")
+    blue = p.series("fraud_blue")
+    assert blue.instances == {}, "no cAdvisor series for its pods: no instances, not an error"
+    assert list(group.instances) == ["fraud-green-5d8f7b-kq2lm"]
+    both = sorted(set(green.points["t"]) & set(blue.points["t"]) & set(group.points["t"]))
+    assert both, (green.points["t"], blue.points["t"], group.points["t"])
+    t = both[-1]
+
+    def at(series, column):
+        return series.points[column][series.points["t"].index(t)]
+
+    assert abs(at(group, "requests") - at(green, "requests") - at(blue, "requests")) <= 1
+    assert abs(at(group, "errors") - at(green, "errors")) <= 1
+    assert at(blue, "errors") == 0
+    assert at(group, "p99_ms") == max(at(green, "p99_ms"), at(blue, "p99_ms")), "the slowest member's"
+
+    assert p.series("fraud_green", "24h").step_seconds == 60
+    with pytest.raises(InvalidSpec, match="window: '5m' is not one of 15m, 1h, 24h"):
+        p.series("fraud_green", "5m")
+    with pytest.raises(NotFound):
+        p.series("nothing_here")

@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from airflow_eas.errors import Conflict, InvalidSpec, NotFound
+from airflow_eas.errors import Conflict, InvalidSpec, NotFound, RolloutAborted
+from airflow_eas.platform.base import GuardSettings
 from airflow_eas.platform.kubernetes import KubernetesPlatform
+from airflow_eas.rollout import platform_reverted
 from airflow_eas.spec import parse_spec
 from tests.platform.kubernetes.emulator import CRASH, IMAGE_PULL, PENDING, UNSCHEDULABLE, Controllers
 
@@ -134,8 +136,9 @@ def test_lease_conflict_renewal_and_expiry(kube_conn: str, controllers: Controll
     p = platform_of(kube_conn)
     p.create(parse_spec(image_spec("fraud_blue", group="fraud")))
     p.set_traffic("fraud", {"fraud_blue": 100})
-    lease = p.acquire_lease("fraud", "run-1", 2)
-    assert lease.holder == "run-1"
+    assert p.get_lease("fraud") is None
+    lease = p.acquire_lease("fraud", "run-1", 2, stable="fraud_blue")
+    assert (lease.holder, lease.stable, lease.ttl_seconds, lease.state) == ("run-1", "fraud_blue", 2, "held")
     assert lease.expires_at > time.time()
     stored = controllers.api.get("Lease", p.ns, "fraud")
     assert stored["spec"]["holderIdentity"] == "run-1"
@@ -143,15 +146,69 @@ def test_lease_conflict_renewal_and_expiry(kube_conn: str, controllers: Controll
     assert stored["metadata"]["annotations"]["airflow-eas.io/stable"] == "fraud_blue"
     with pytest.raises(Conflict, match="leased by 'run-1'"):
         p.acquire_lease("fraud", "run-2", 60)
-    assert p.acquire_lease("fraud", "run-1", 2).holder == "run-1", "the holder renews"
+    with pytest.raises(Conflict, match="leased by 'run-1', not 'run-2'"):
+        p.renew_lease("fraud", "run-2", 60)
+    with pytest.raises(InvalidSpec, match="stable: 'fraud_red' is not a member"):
+        p.acquire_lease("fraud", "run-1", 2, stable="fraud_red")
+    assert p.acquire_lease("fraud", "run-1", 2).holder == "run-1", "the holder takes it again"
+    assert p.renew_lease("fraud", "run-1", 2).holder == "run-1"
     p.release_lease("fraud", "run-2")  # not the holder: nothing happens
     with pytest.raises(Conflict):
         p.acquire_lease("fraud", "run-2", 60)
     time.sleep(2.2)
-    assert p.acquire_lease("fraud", "run-2", 60).holder == "run-2", "an expired lease is taken over"
+    assert p.get_lease("fraud").state == "lapsed"
+    taken = p.acquire_lease("fraud", "run-2", 60)
+    assert (taken.holder, taken.stable) == ("run-2", None), "an expired lease is taken over, not its stable member"
+    assert "airflow-eas.io/stable" not in controllers.api.get("Lease", p.ns, "fraud")["metadata"]["annotations"]
     p.release_lease("fraud", "run-2")
     assert controllers.api.find("Lease", p.ns, "fraud") is None
+    assert p.get_lease("fraud") is None
     assert p.acquire_lease("fraud", "run-3", 60).holder == "run-3"
+
+
+def test_lease_guard_revocation_and_group_events(kube_conn: str, controllers: Controllers) -> None:
+    p = platform_of(kube_conn)
+    p.create(parse_spec(image_spec("fraud_blue", group="fraud")))
+    p.create(parse_spec(image_spec("fraud_green", "2", group="fraud")))
+    p.set_traffic("fraud", {"fraud_blue": 100})
+    guard = GuardSettings(window_seconds=30, max_error_rate=0.05, min_requests=10)
+    p.acquire_lease("fraud", "run-1", 600, stable="fraud_blue", guard=guard)
+    stored = controllers.api.get("Lease", p.ns, "fraud")["metadata"]["annotations"]
+    assert json.loads(stored["airflow-eas.io/guard"]) == guard.to_dict()
+    lease = p.get_lease("fraud")
+    assert (lease.holder, lease.stable, lease.guard, lease.ttl_seconds, lease.state, lease.reason) == (
+        "run-1", "fraud_blue", guard, 600, "held", "")
+    assert p.renew_lease("fraud", "run-1", 600, stable="fraud_green").stable == "fraud_green", "promote names it"
+
+    # What a guard (or a person with kubectl annotate) does after giving traffic back: mark the lease revoked.
+    controllers.api.patch("Lease", p.ns, "fraud", {"metadata": {"annotations": {
+        "airflow-eas.io/state": "revoked", "airflow-eas.io/reason": "fraud_green: 9% errors over 30 s"}}})
+    with pytest.raises(RolloutAborted, match="9% errors"):
+        p.renew_lease("fraud", "run-1", 600)
+    with pytest.raises(RolloutAborted, match="9% errors"):
+        p.acquire_lease("fraud", "run-1", 600)
+    reverted = platform_reverted(p, "fraud", "run-1")
+    assert reverted is not None
+    assert "9% errors" in reverted.reason
+    # A revoked lease frees the group for the next rollout, which starts clean.
+    fresh = p.acquire_lease("fraud", "run-2", 600, stable="fraud_blue")
+    assert (fresh.holder, fresh.state, fresh.reason, fresh.guard) == ("run-2", "held", "", None)
+
+    p.add_group_event("fraud", "error", "fraud_green failed its analysis")
+    with pytest.raises(InvalidSpec, match="level"):
+        p.add_group_event("fraud", "fatal", "x")
+    with pytest.raises(NotFound):
+        p.add_group_event("nope", "info", "x")
+    events = p.describe_group("fraud").events
+    messages = [(e.level, e.message) for e in events]
+    assert ("error", "fraud_green failed its analysis") in messages
+    assert ("info", "leased to run-2 for 600 s; stable member: fraud_blue") in messages
+    assert ("info", "leased to run-1 for 600 s; stable member: fraud_blue, guarded") in messages
+    assert not any("weight set" in m for _, m in messages), "member events stay on the members"
+    kube = [e for e in controllers.api.list("Event", p.ns) if e["message"] == "fraud_green failed its analysis"]
+    assert [(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["reason"], e["type"]) for e in kube] == [
+        ("HTTPRoute", "fraud", "EasRollout", "Warning")], "kubectl describe httproute fraud shows it"
+    assert not any("failed its analysis" in e.message for e in p.describe("fraud_green").events)
 
 
 @pytest.mark.parametrize(
