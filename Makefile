@@ -17,8 +17,10 @@ deps: $(STAMP)
 
 # Debian packages the platform and its tests use, as command:package, installed where the command is missing:
 # HAProxy (the gateway), wrk (load tests, benchmarks), Chromium (the console's browser tests), Prometheus and
-# promtool (metrics tests, the /metrics exposition check), nginx (the gateway benchmark's tiny upstream).
-SYSTEM_TOOLS := haproxy:haproxy wrk:wrk chromium:chromium prometheus:prometheus promtool:prometheus nginx:nginx-light
+# promtool (metrics tests, the /metrics exposition check), nginx (the gateway benchmark's tiny upstream), a Java
+# runtime (the pmml processor).
+SYSTEM_TOOLS := haproxy:haproxy wrk:wrk chromium:chromium prometheus:prometheus promtool:prometheus nginx:nginx-light \
+  java:openjdk-17-jre-headless
 system:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
@@ -27,14 +29,22 @@ system:
 
 # A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
 # Never fails: without an engine the docker tests skip and say why.
+# Also a registry (docker-registry, htpasswd from apache2-utils) for the private-image tests and
+# Debian's docker-compose (1.29) for the compose test.
 docker:
 	@scripts/ensure-dockerd.sh || echo "no Docker engine here: the docker runtime's tests will skip"
+	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null && command -v docker-compose >/dev/null \
+	  || { echo "installing docker-registry, apache2-utils and docker-compose with apt-get"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils \
+	    docker-compose; } >/dev/null || echo "not installed: the registry and compose tests will skip"; }
 
-# The docker runtime's images, built offline and skipped when up to date:
-# airflow-eas/base:bookworm (debootstrap) and airflow-eas/model-server:latest (this package).
+# The docker runtime's images, built offline and skipped when up to date (airflow_eas/server/image/):
+# airflow-eas/base:bookworm (debootstrap), airflow-eas/model-server (sklearn, xgboost, lightgbm, onnx),
+# airflow-eas/model-server-pmml (+ Java, pypmml) and airflow-eas/web-demo (a FastAPI app).
 image: deps
 	@scripts/ensure-dockerd.sh
-	scripts/build-image.sh all
+	PY=$(PY) scripts/build-image.sh all
+	PY=$(PY) scripts/build-image.sh compose
 
 demo: system deps
 	$(PY) -m airflow_eas.demo

@@ -397,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = client_cmd("logs", cmd_logs, "tail instance logs")
     p.add_argument("name")
     p.add_argument("--lines", type=int, default=100)
+
+    from airflow_eas.cli_images import add_image_commands  # imports this module: only once it is loaded
+
+    add_image_commands(sub)
     return parser
 
 

@@ -7,6 +7,8 @@ This module imports nothing else from the package but :mod:`airflow_eas.errors`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import posixpath
 import re
@@ -21,7 +23,7 @@ from airflow_eas.errors import InvalidSpec
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 NAME_RULE = "start with a lowercase letter; lowercase letters, digits and underscores; at most 64 characters"
 RESERVED_PORTS = frozenset({8080, 9090})
-BUILTIN_PROCESSORS = ("sklearn", "xgboost", "lightgbm", "onnx")
+BUILTIN_PROCESSORS = ("sklearn", "xgboost", "lightgbm", "onnx", "pmml")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_\-.=+/]{8,128}$")
 
 
@@ -212,6 +214,7 @@ class ServiceSpec(_Strict):
     storage: list[StorageMount] = Field(default_factory=list)
     token: str | None = None
     cloud: Cloud | None = None
+    dockerAuth: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -225,6 +228,13 @@ class ServiceSpec(_Strict):
     def _token(cls, value: str | None) -> str | None:
         if value is not None and not TOKEN_PATTERN.match(value):
             raise ValueError("must be 8-128 characters of letters, digits and _-.=+/")
+        return value
+
+    @field_validator("dockerAuth")
+    @classmethod
+    def _docker_auth(cls, value: str | None) -> str | None:
+        if value is not None and value != REDACTED:
+            docker_auth_pair(value)
         return value
 
     @field_validator("processor")
@@ -259,6 +269,8 @@ class ServiceSpec(_Strict):
             missing = [f for f in ("processor_path", "processor_entry", "processor_mainclass") if not getattr(self, f)]
             if missing:
                 raise ValueError(f"a custom processor needs {', '.join(missing)}")
+        if self.dockerAuth and not self.containers:
+            raise ValueError("dockerAuth is for image deployments (containers[].image): nothing here is pulled")
         if self.processor and not self.model_path:
             raise ValueError(f"processor {self.processor!r} needs model_path")
         mounts = [m.mount_path for m in self.storage]
@@ -381,9 +393,11 @@ def redact_url(text: str) -> str:
 
 
 def _secret_slots(spec: dict[str, Any]) -> dict[tuple[str, ...], str]:
-    """Every secret value of a spec by a stable key: git passwords by mount path, env values by name,
-    URLs with credentials by where they are."""
+    """Every secret value of a spec by a stable key: the registry login (dockerAuth), git passwords by mount
+    path, env values by name, URLs with credentials by where they are."""
     slots: dict[tuple[str, ...], str] = {}
+    if isinstance(spec.get("dockerAuth"), str) and spec["dockerAuth"]:
+        slots[("dockerAuth",)] = spec["dockerAuth"]
     for mount in spec.get("storage") or []:
         git = mount.get("git") if isinstance(mount, dict) else None
         if isinstance(git, dict):
@@ -402,7 +416,7 @@ def _secret_slots(spec: dict[str, Any]) -> dict[tuple[str, ...], str]:
 
 def _slot_refs(spec: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any], str]]:
     """(key, the dict holding the value, its field) of every secret slot of ``spec``."""
-    refs = []
+    refs: list[tuple[tuple[str, ...], dict[str, Any], str]] = [(("dockerAuth",), spec, "dockerAuth")]
     for mount in spec.get("storage") or []:
         git = mount.get("git") if isinstance(mount, dict) else None
         if isinstance(git, dict):
@@ -415,13 +429,24 @@ def _slot_refs(spec: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, An
     return refs
 
 
+def docker_auth_pair(value: str) -> tuple[str, str]:
+    """EAS's ``dockerAuth``: base64 of ``user:password``, as (user, password)."""
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("must be base64 of user:password (e.g. `printf user:pass | base64`)") from None
+    if not sep or not user:
+        raise ValueError("must be base64 of user:password: the decoded text has no 'user:' part")
+    return user, password
+
+
 def redact_secrets(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec as it may be shown: git passwords, secret env values and URL credentials replaced."""
+    """The spec as it may be shown: git passwords, dockerAuth, secret env values and URL credentials replaced."""
     out = json.loads(json.dumps(spec))
     slots = _secret_slots(out)
     for key, holder, field in _slot_refs(out):
         if key in slots:
-            whole = field == "password" or (field == "value" and env_is_secret(holder))
+            whole = field in ("password", "dockerAuth") or (field == "value" and env_is_secret(holder))
             holder[field] = REDACTED if whole else redact_url(holder[field])
     return out
 
@@ -430,8 +455,10 @@ def restore_secrets(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, An
     """Put back the secrets a user's edit of a shown (redacted) spec left redacted, by where they are."""
     kept = _secret_slots(stored)
     shown = redact_secrets(stored)
-    shown_values = {key: holder[field] for key, holder, field in _slot_refs(shown)}
+    shown_values = {key: holder.get(field) for key, holder, field in _slot_refs(shown)}
     for key, holder, field in _slot_refs(new):
         if key in kept and holder.get(field) == shown_values.get(key):
             holder[field] = kept[key]
+    if new.get("dockerAuth") == REDACTED and not stored.get("dockerAuth"):
+        new.pop("dockerAuth")  # a shown placeholder with nothing behind it: no credentials
     return new

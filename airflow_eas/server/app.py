@@ -28,18 +28,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from airflow_eas import __version__
 from airflow_eas.errors import Conflict, EasError, InsufficientStorage, InvalidSpec, NotFound, PayloadTooLarge
 from airflow_eas.platform.base import GroupInfo, GroupMember, GuardSettings, Metrics
+from airflow_eas.server.assets import Assets
 from airflow_eas.server.console import mount_console
 from airflow_eas.server.front_door import FrontDoor
 from airflow_eas.server.gateway import Gateway, GatewayTimings
 from airflow_eas.server.guard import RolloutGuard
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
+from airflow_eas.server.registries import RegistryCredentials
 from airflow_eas.server.runtimes.process import ProcessRuntime, instance_user
 from airflow_eas.server.series import SeriesSampler, SeriesStore
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
 from airflow_eas.server.views import describe, describe_all, render_prometheus
-from airflow_eas.spec import ServiceSpec, check_name, parse_spec, restore_secrets, spec_dict
+from airflow_eas.spec import ServiceSpec, check_name, docker_auth_pair, parse_spec, restore_secrets, spec_dict
 
 log = logging.getLogger("airflow_eas.server")
 
@@ -392,6 +394,18 @@ class TrafficBody(BaseModel):
     weights: dict[str, int] = Field(min_length=1, examples=[{"fraud_green": 20, "fraud_blue": 80}])
 
 
+class RegistryLoginBody(BaseModel):
+    """A registry login: a user and a password, or EAS's ``dockerAuth`` (base64 of ``user:password``)."""
+
+    username: str | None = None
+    password: str | None = None
+    dockerAuth: str | None = None
+
+
+AssetBody = Annotated[dict[str, Any], Body(description="an asset: name, type (image|model|data), uri, "
+                                                       "description, version")]
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -400,9 +414,9 @@ class ErrorBody(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "InvalidSpec: the body or a parameter is not valid (names the field)"},
     401: {"model": ErrorBody, "description": "Unauthorized: missing or wrong admin token"},
-    404: {"model": ErrorBody, "description": "NotFound: no such service or group"},
+    404: {"model": ErrorBody, "description": "NotFound: no such service, group, asset or registry login"},
     409: {"model": ErrorBody, "description": "Conflict: the name is taken, the service is being deleted, the "
-                                             "group is leased"},
+                                             "group is leased, the asset is in use"},
     413: {"model": ErrorBody, "description": "PayloadTooLarge: the body is over EAS_MAX_SPEC_BYTES"},
     507: {"model": ErrorBody, "description": "InsufficientStorage: the server's disk is full"},
 }
@@ -444,6 +458,8 @@ def build_app(cp: ControlPlane) -> FastAPI:
     app.include_router(_service_control_routes(cp), responses=ERRORS)
     app.include_router(_group_routes(cp), responses=ERRORS)
     app.include_router(_lease_routes(cp), responses=ERRORS)
+    app.include_router(_registry_routes(RegistryCredentials(cp.config.data_dir)), responses=ERRORS)
+    app.include_router(_asset_routes(Assets(cp.store)), responses=ERRORS)
 
     @app.get("/metrics", responses={401: ERRORS[401]})
     def prometheus() -> Response:
@@ -580,6 +596,61 @@ def _lease_routes(cp: ControlPlane) -> APIRouter:
     @v2.delete("/groups/{name}/lease", status_code=204)
     def release_lease(name: str, holder: str) -> Response:
         cp.store.release_lease(name, holder)
+        return Response(status_code=204)
+
+    return v2
+
+
+def _registry_routes(credentials: RegistryCredentials) -> APIRouter:
+    """Registry logins the docker runtime pulls private images with (user names shown, never passwords)."""
+    v2 = APIRouter(prefix="/api/v2")
+
+    @v2.get("/registries")
+    def list_registries() -> dict:
+        return {"registries": credentials.list()}
+
+    @v2.put("/registries/{registry}")
+    def set_registry_login(registry: str, body: RegistryLoginBody) -> dict:
+        if body.dockerAuth:
+            try:
+                username, password = docker_auth_pair(body.dockerAuth)
+            except ValueError as exc:
+                raise InvalidSpec(f"dockerAuth: {exc}") from None
+        else:
+            username, password = body.username or "", body.password or ""
+        return credentials.set(registry, username, password)
+
+    @v2.delete("/registries/{registry}", status_code=204)
+    def forget_registry_login(registry: str) -> Response:
+        credentials.remove(registry)
+        return Response(status_code=204)
+
+    return v2
+
+
+def _asset_routes(assets: Assets) -> APIRouter:
+    """Assets: named images, models and data that specs refer to as ``asset:NAME`` (resolved at launch)."""
+    v2 = APIRouter(prefix="/api/v2")
+
+    @v2.post("/assets", status_code=201)
+    def create_asset(body: AssetBody) -> dict:
+        return assets.create(body)
+
+    @v2.get("/assets")
+    def list_assets() -> dict:
+        return {"assets": assets.list()}
+
+    @v2.get("/assets/{name}")
+    def describe_asset(name: str) -> dict:
+        return assets.describe(name)
+
+    @v2.put("/assets/{name}")
+    def update_asset(name: str, body: AssetBody) -> dict:
+        return assets.update(name, body)
+
+    @v2.delete("/assets/{name}", status_code=204)
+    def delete_asset(name: str) -> Response:
+        assets.delete(name)
         return Response(status_code=204)
 
     return v2

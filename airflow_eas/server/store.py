@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_of_service ON events(service, id);
 CREATE TABLE IF NOT EXISTS leases (grp TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS assets (
+    name TEXT PRIMARY KEY, type TEXT NOT NULL, uri TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
+    version TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
 """
 
 # The lease as a dead-man's switch: the member traffic goes back to, the guard, why it was revoked.
@@ -139,6 +142,30 @@ class Store:
 
     def set_setting(self, key: str, value: str) -> None:
         self._x("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, value))
+
+    # -- assets (server/assets.py) ---------------------------------------------------------
+
+    def assets(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._q("SELECT * FROM assets ORDER BY name")]
+
+    def asset(self, name: str) -> dict[str, Any]:
+        rows = self._q("SELECT * FROM assets WHERE name=?", (name,))
+        if not rows:
+            raise NotFound(f"asset {name!r} not found (eas asset list)")
+        return dict(rows[0])
+
+    def put_asset(self, name: str, type_: str, uri: str, description: str, version: str) -> None:
+        now = time.time()
+        self._x(
+            "INSERT INTO assets(name, type, uri, description, version, created, updated) VALUES (?,?,?,?,?,?,?) "
+            "ON CONFLICT(name) DO UPDATE SET type=excluded.type, uri=excluded.uri, "
+            "description=excluded.description, version=excluded.version, updated=excluded.updated",
+            (name, type_, uri, description, version, now, now),
+        )
+
+    def delete_asset(self, name: str) -> None:
+        if not self._x("DELETE FROM assets WHERE name=?", (name,)):
+            raise NotFound(f"asset {name!r} not found (eas asset list)")
 
     # -- services --------------------------------------------------------------------------
 

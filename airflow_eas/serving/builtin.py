@@ -1,4 +1,4 @@
-"""Built-in processors: sklearn, xgboost, lightgbm, onnx. JSON rows in, JSON predictions out.
+"""Built-in processors: sklearn, xgboost, lightgbm, onnx (pmml: serving/pmml.py). JSON rows in, JSON predictions out.
 
 Input: ``{"instances": [[f1, f2, ...], ...]}`` or a bare list of rows (one flat row is
 taken as one instance). Output: ``{"predictions": [...]}`` plus ``"probabilities"``

@@ -7,17 +7,20 @@ import sys
 import traceback
 from pathlib import Path
 
-from airflow_eas.serving.builtin import BUILTINS
+from airflow_eas.serving.builtin import BUILTINS, RowModelProcessor
+from airflow_eas.serving.pmml import PmmlProcessor
 from airflow_eas.serving.processor import BaseProcessor, StartupError
 from airflow_eas.serving.storage import Resolver, find_entry
 from airflow_eas.spec import ServiceSpec
+
+PROCESSORS: dict[str, type[RowModelProcessor]] = {**BUILTINS, PmmlProcessor.name: PmmlProcessor}
 
 
 def build_processor(spec: ServiceSpec, resolver: Resolver) -> tuple[BaseProcessor, bool]:
     """The processor (not yet initialised) and whether it is a built-in one."""
     model_path = resolver.resolve(spec.model_path, "model_path") if spec.model_path else None
     if spec.processor:
-        return BUILTINS[spec.processor](model_path), True
+        return PROCESSORS[spec.processor](model_path), True
     if not spec.processor_path:
         raise StartupError("the spec names no processor (an image service has no model server)", 2)
     proc_root = resolver.resolve(spec.processor_path, "processor_path")

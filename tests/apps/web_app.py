@@ -21,5 +21,6 @@ def predict(row: dict) -> dict:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), root_path=os.environ.get("EAS_ROOT_PATH", ""),
+    uvicorn.run(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ["PORT"]),
+                root_path=os.environ.get("EAS_ROOT_PATH", ""),
                 log_level="warning")

@@ -7,8 +7,10 @@ that cannot be built (debootstrap needs Debian's mirror, the model server a whee
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,15 @@ from tests.conftest import APPS, deleting_new_services
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "airflow-eas/base:bookworm"
-MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
+MODEL_SERVER_REPO = "airflow-eas/model-server"
+WEB_DEMO_IMAGE = "airflow-eas/web-demo:latest"
+BUILD = ROOT / "scripts" / "build-image.sh"
+
+
+def model_server_image() -> str:
+    """This checkout's model-server image, by its source tag: other checkouts may rebuild :latest meanwhile."""
+    tag = subprocess.run([str(BUILD), "tag"], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    return f"{MODEL_SERVER_REPO}:{tag}"
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +45,8 @@ def docker_client():
 
 
 def _build(target: str, image: str) -> str:
-    proc = subprocess.run([str(ROOT / "scripts" / "build-image.sh"), target], capture_output=True, text=True,
-                          timeout=900, cwd=ROOT)
+    proc = subprocess.run([str(BUILD), target], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                          env={**os.environ, "PY": os.environ.get("PY", sys.executable)})
     if proc.returncode != 0:
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
         pytest.skip(f"cannot build {image} with scripts/build-image.sh {target}: {tail}")
@@ -49,8 +59,14 @@ def base_image(docker_client) -> str:
 
 
 @pytest.fixture(scope="session")
-def model_server_image(docker_client) -> str:
-    return _build("model-server", MODEL_SERVER_IMAGE)
+def model_server_images(docker_client) -> str:
+    """The model server images of every built-in processor (PMML's included); returns the main one."""
+    return _build("model-server-pmml", model_server_image())
+
+
+@pytest.fixture(scope="session")
+def web_demo_image(docker_client) -> str:
+    return _build("web-demo", WEB_DEMO_IMAGE)
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +78,7 @@ def docker_session(tmp_path_factory: pytest.TempPathFactory, base_image: str,
     with pytest.MonkeyPatch.context() as env:
         for key, value in s3_server.items():
             env.setenv(key, value)
+        env.setenv("EAS_MODEL_SERVER_IMAGE", model_server_image())
         server = start_embedded(tmp_path_factory.mktemp("eas-docker"), runtime="docker")
     try:
         yield server

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -49,17 +48,19 @@ def test_deploy_scale_update_delete(docker_server, docker_client) -> None:
 
     (cid, attrs), = _containers(docker_client, docker_server, "dk_life").items()
     host = attrs["HostConfig"]
-    assert host["NetworkMode"] == "host"
+    assert host["NetworkMode"] == "airflow-eas"
     assert host["RestartPolicy"]["Name"] == "no"
     assert host["Init"] is True
+    published = info.instance_list[0].address.rsplit(":", 1)[1]
+    assert host["PortBindings"] == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": published}]}
     assert host["NanoCpus"] == 500_000_000
     assert host["Memory"] == 128 * 1024 * 1024
     labels = attrs["Config"]["Labels"]
     assert labels["eas.instance"] == info.instance_list[0].id
     assert labels["eas.service"] == "dk_life"
     env = dict(e.split("=", 1) for e in attrs["Config"]["Env"])
-    assert env["HOST"] == "127.0.0.1"
-    assert env["PORT"] == info.instance_list[0].address.rsplit(":", 1)[1]
+    assert env["HOST"] == "0.0.0.0"
+    assert env["PORT"] == "8000", "PORT: the declared containers[].port"
     assert attrs["Config"]["Cmd"] == ["python3", "/app/echo_app.py"], "command split without a shell"
     wait_until(lambda: "listening on" in client.logs("dk_life"), 10, "container output in the instance log")
 
@@ -204,25 +205,6 @@ def test_kill_9_and_restart_readopts_every_container(docker_client, base_image, 
     finally:
         server.stop()
         remove_containers_of(server)
-
-
-def test_processor_in_model_server_image(docker_server, model_server_image, tmp_path: Path) -> None:
-    joblib = pytest.importorskip("joblib")
-    from sklearn.linear_model import LogisticRegression
-
-    models = tmp_path / "models"
-    models.mkdir()
-    joblib.dump(LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]), models / "model.joblib")
-    client = docker_server.client
-    client.create(parse_spec({
-        "name": "dk_sklearn", "processor": "sklearn", "model_path": "file:///models/model.joblib",
-        "storage": [{"mount_path": "/models", "local": {"path": str(models), "readOnly": True}}],
-        "metadata": {"instance": 1, "memory": 512},
-    }))
-    info = wait_running(client, "dk_sklearn", 1, timeout=90)
-    resp = _post(info, json.dumps({"instances": [[0.0], [3.0]]}).encode())
-    assert resp.status_code == 200, resp.text
-    assert resp.json()["predictions"] == [0, 1], resp.text
 
 
 def test_base_image_has_python(docker_client, base_image) -> None:

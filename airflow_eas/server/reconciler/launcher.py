@@ -8,6 +8,7 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,8 +22,12 @@ LOG_TAIL_BYTES = 64 * 1024  # enough for the last lines of any log, read without
 
 
 class Launcher:
-    def __init__(self, runtime: Runtime, data_dir: Path, workers: int = 4, record_delay: float = 0.0) -> None:
+    def __init__(
+        self, runtime: Runtime, data_dir: Path, workers: int = 4, record_delay: float = 0.0,
+        resolve: Callable[[ServiceSpec], ServiceSpec] | None = None,
+    ) -> None:
         self.runtime, self.data_dir = runtime, data_dir
+        self.resolve = resolve  # asset:NAME as the asset points at launch time (server/assets.py)
         self.record_delay = record_delay  # tests: a crash between a launch and the saving of its handle
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eas-launch")
         self._launching: dict[str, Future[str]] = {}
@@ -53,6 +58,8 @@ class Launcher:
         for folder in (workdir.parent.parent, workdir.parent):
             folder.mkdir(mode=SEARCH_ONLY, exist_ok=True)
         workdir.mkdir(mode=0o700, exist_ok=True)
+        if self.resolve is not None:
+            spec = self.resolve(spec)
         # local, nfs, git and oss mounts (and oss:// locations) as host folders
         prepared = storage_for(self.data_dir).prepare(name, version, spec, self.runtime.name)
         spec_file = workdir / "spec.json"  # it holds the service's env values and credentials

@@ -118,7 +118,8 @@ class Lifecycle:
         elif now - inst.state_since > self.t.startup_timeout:
             if inst.handle:
                 self.bg.fire("kill", self.runtime.kill, inst.handle)
-            self.died_before_ready(svc, inst, f"not ready after {self.t.startup_timeout:.0f} s")
+            hint = self.runtime.not_listening(spec, inst.port) if spec is not None else ""
+            self.died_before_ready(svc, inst, f"not ready after {self.t.startup_timeout:.0f} s ({hint})")
 
     def _running(self, svc: ServiceRow | None, spec: ServiceSpec | None, inst: InstanceRow, now: float) -> None:
         if self.runtime.instant_poll:  # read at once: the pass an exit wakes sees it (no later pass is due)
@@ -171,8 +172,9 @@ class Lifecycle:
 
     def _observe_start(self, handle: str, kind: str | None, port: int) -> tuple[ExitStatus | None, bool]:
         status = self.runtime.poll(handle) if handle else None
+        host, inner = self.runtime.probe_address(handle, port)  # the instance's own listener, not a proxy
         ready = status is None and kind is not None and is_ready(
-            kind, port, probe_timeout=self.t.probe_timeout, connect_timeout=self.t.connect_timeout
+            kind, host, inner, probe_timeout=self.t.probe_timeout, connect_timeout=self.t.connect_timeout
         )
         # a port picked free can be taken by another program before the instance binds it: then the probe
         # answers for that program (an old version, someone else's service), never for this instance

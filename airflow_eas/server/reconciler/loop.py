@@ -14,9 +14,11 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_eas.server import assets
 from airflow_eas.server.gateway import Gateway, GatewayState
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.reconciler.background import Background
@@ -53,7 +55,9 @@ class Reconciler:
         self._stopped = threading.Event()
         self._errors = ErrorThrottle(log, self.t.error_log_period)
         self._gateway_errors = ErrorThrottle(log, self.t.error_log_period)
-        self.launcher = Launcher(runtime, data_dir, record_delay=self.t.launch_record_delay)
+        self.launcher = Launcher(
+            runtime, data_dir, record_delay=self.t.launch_record_delay, resolve=partial(assets.resolve, store)
+        )
         self._background = Background(8, "eas-observe")
         self.sync = GatewaySync(
             gateway, sampler=self._adjust_sampling, sampling_period=self.t.sampling_period,

@@ -6,14 +6,14 @@ import http.client
 import socket
 
 
-def is_ready(kind: str, port: int, *, probe_timeout: float, connect_timeout: float) -> bool:
+def is_ready(kind: str, host: str, port: int, *, probe_timeout: float, connect_timeout: float) -> bool:
     if kind == "image":
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=connect_timeout):
+            with socket.create_connection((host, port), timeout=connect_timeout):
                 return True
         except OSError:
             return False
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=probe_timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=probe_timeout)
     try:
         conn.request("GET", "/ready")
         return conn.getresponse().status == 200

@@ -92,3 +92,14 @@ class Runtime(ABC):
 
     def release(self, handle: str) -> None:  # noqa: B027 - optional hook
         """Forget an instance that has ended (remove a container, ...)."""
+
+    def probe_address(self, handle: str, port: int) -> tuple[str, int]:
+        """Where readiness is checked: the instance's own listener (not a proxy in front of it)."""
+        return "127.0.0.1", port
+
+    def not_listening(self, spec: ServiceSpec, port: int) -> str:
+        """Why a started instance may never become ready, in the user's terms."""
+        if spec.kind == "image":
+            return (f"nothing answered on port {port}: the command must listen on the port given in $PORT "
+                    f"(here {port}), not on a port of its own")
+        return f"the model server never answered GET /ready on port {port}"

@@ -1,7 +1,12 @@
 """The docker runtime: each instance is a container on the local Docker engine.
 
-Containers share the host's network (``network_mode=host``: no bridge is needed and the
-gateway reaches every instance at ``127.0.0.1:$PORT``, as with processes), run under a
+Images run unchanged (EAS: "without modification"): each container is on the platform's
+bridge network ``airflow-eas`` and listens on its own ``containers[0].port`` (the model
+server on 8000), which is published on the instance's free loopback port; the gateway
+routes to ``127.0.0.1:<that port>`` as for processes, so several instances of one image
+run side by side. ``PORT`` (the container port) and ``HOST=0.0.0.0`` are still set for
+images that read them. Readiness is checked on the container's own bridge address: the
+engine's port proxy accepts connections before anything listens. Containers run under a
 tiny init (so SIGTERM reaches the server even as PID 1), and have Docker's restart
 policy ``no``: the reconciler is the one supervisor that restarts, backs off and marks
 a version Failed. The handle is the container id; labels ``eas.service``,
@@ -11,9 +16,11 @@ restarted server re-adopts its containers (and only its own).
 Image deployments run ``containers[0].image`` with its ``command`` split like the
 process runtime does (no shell), or its ``script`` with ``/bin/sh``, or the image's own
 command. Processor deployments run ``python -m airflow_eas.serving`` in the model-server
-image. ``metadata.cpu``/``memory``/``gpu`` become CPU and memory limits and GPU device
+image (``model_server_image_for``: the ``-pmml`` variant for PMML, which needs a JVM).
+``metadata.cpu``/``memory``/``gpu`` become CPU and memory limits and GPU device
 requests. Storage mounts are bind mounts (an NFS volume for a remote ``nfs`` server);
-the instance's work folder and cache are bound at their host paths. Container output is
+the instance's work folder and cache are bound at their host paths, and ``EAS_DOCKER_MOUNTS``
+(``/host:/container[:ro],...``) into every instance. Container output is
 copied into the instance's log file by one follower thread per container.
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import os
 import shlex
 import threading
 import time
@@ -32,11 +40,14 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from airflow_eas.errors import DeployFailed, PlatformUnavailable
+from airflow_eas.server.registries import RegistryCredentials
 from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime, Usage
-from airflow_eas.server.runtimes.process import pids_listen
 from airflow_eas.server.storage import mounts_for
+from airflow_eas.spec import ServiceSpec
 
 MODEL_SERVER_IMAGE = "airflow-eas/model-server:latest"
+NETWORK = "airflow-eas"
+MODEL_SERVER_PORT = 8000  # where the model server listens inside its container
 ALIVE = frozenset({"created", "running", "paused", "restarting"})
 
 
@@ -45,7 +56,7 @@ class DockerRuntime(Runtime):
 
     def __init__(
         self, data_dir: Path, *, model_server_image: str = MODEL_SERVER_IMAGE, pull: bool = True,
-        client: docker.DockerClient | None = None,
+        client: docker.DockerClient | None = None, network: str = NETWORK,
     ) -> None:
         try:
             self.client = client or docker.from_env(timeout=60)
@@ -59,6 +70,12 @@ class DockerRuntime(Runtime):
         self.data_dir = str(Path(data_dir).resolve())
         self.model_server_image = model_server_image
         self.pull = pull
+        self.default_mounts = parse_default_mounts(os.environ.get("EAS_DOCKER_MOUNTS", ""))
+        self.credentials = RegistryCredentials(Path(self.data_dir))
+        self.network = network
+        self._addresses: dict[str, str] = {}
+        self._network_lock = threading.Lock()
+        self._network_ready = False
         self._prefix = "eas-" + hashlib.sha256(self.data_dir.encode()).hexdigest()[:6]
         self._followers: dict[str, tuple[threading.Thread, Path]] = {}
         self._reported_oom: set[str] = set()
@@ -72,7 +89,8 @@ class DockerRuntime(Runtime):
         spec = request.spec
         if spec.kind != "image":
             spec_file = request.workdir / "spec.json"
-            return self.model_server_image, ["python", "-m", "airflow_eas.serving", "--spec", str(spec_file)]
+            image = model_server_image_for(self.model_server_image, spec.processor)
+            return image, ["python", "-m", "airflow_eas.serving", "--spec", str(spec_file)]
         container = spec.containers[0]  # type: ignore[index]
         if container.script:
             script = request.workdir / "script.sh"
@@ -90,6 +108,8 @@ class DockerRuntime(Runtime):
         if cache:
             Path(cache).mkdir(parents=True, exist_ok=True)
             out.append(Mount(cache, cache, type="bind"))
+        taken = {m.mount_path for m in request.spec.storage}
+        out += [m for m in self.default_mounts if m["Target"] not in taken]  # the spec's own mount wins
         for m in mounts_for(request.spec, eas_mounts):
             nfs = m.nfs
             if nfs is None:
@@ -103,20 +123,26 @@ class DockerRuntime(Runtime):
             ))
         return out
 
+    @staticmethod
+    def container_port(spec: ServiceSpec) -> int:
+        return spec.containers[0].port if spec.containers else MODEL_SERVER_PORT
+
     def create_args(self, request: LaunchRequest) -> dict:
         spec = request.spec
         image, command = self.image_and_command(request)
+        port = self.container_port(spec)
         env = dict(request.env)
-        env["PORT"] = str(request.port)
-        env.setdefault("HOST", "127.0.0.1")
+        env["PORT"] = str(port)
+        env["HOST"] = "0.0.0.0"  # the container's own network: only the published loopback port reaches it
         env["EAS_MOUNTS"] = "{}"  # inside the container every mount is where the spec says
         meta = spec.metadata
         args: dict = {
             "image": image, "command": command, "name": self.container_name(request.instance_id),
-            "environment": env, "network_mode": "host", "init": True, "detach": True,
+            "environment": env, "network": self.network, "ports": {f"{port}/tcp": ("127.0.0.1", request.port)},
+            "init": True, "detach": True,
             "restart_policy": {"Name": "no"}, "mounts": self.mounts(request),
             "labels": {"eas.service": spec.name, "eas.instance": request.instance_id,
-                       "eas.data_dir": self.data_dir},
+                       "eas.data_dir": self.data_dir, "eas.port": str(port)},
         }
         if spec.kind != "image":
             args["working_dir"] = str(request.workdir)
@@ -132,12 +158,15 @@ class DockerRuntime(Runtime):
 
     def launch(self, request: LaunchRequest) -> str:
         args = self.create_args(request)
-        self._ensure_image(args["image"])
+        self._ensure_network()
+        self._ensure_image(args["image"], self.credentials.auth_for(request.spec, args["image"]))
         self._remove_stale(args["name"])
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             container = self.client.containers.create(**args)
         except (APIError, DockerException) as exc:
+            if "network" in _reason(exc):
+                self._network_ready = False  # removed behind our back: made again on the next launch
             raise DeployFailed(f"cannot create a container of {args['image']}: {_reason(exc)}") from None
         try:
             container.start()
@@ -184,6 +213,30 @@ class DockerRuntime(Runtime):
         self._follow(handle, log_path, since=since)
         return True
 
+    def probe_address(self, handle: str, port: int) -> tuple[str, int]:
+        address = self._addresses.get(handle) if handle else None
+        if address is None and handle:
+            try:
+                info = self.api.inspect_container(handle)
+            except (APIError, DockerException, OSError):
+                info = None
+            if info is not None:
+                ip = (info["NetworkSettings"]["Networks"].get(self.network) or {}).get("IPAddress")
+                bound = (info["Config"].get("Labels") or {}).get("eas.port")
+                if ip and bound:
+                    address = self._addresses[handle] = f"{ip}:{bound}"
+        if address is None:
+            return "127.0.0.1", port
+        host, _, inner = address.rpartition(":")
+        return host, int(inner)
+
+    def not_listening(self, spec: ServiceSpec, port: int) -> str:
+        if spec.kind == "image":
+            inner = self.container_port(spec)
+            return (f"nothing answered on containers[0].port {inner} inside the container: the image must listen "
+                    f"there on all addresses (0.0.0.0), or set containers[0].port to the port it listens on")
+        return super().not_listening(spec, port)
+
     def usage(self, handle: str) -> Usage | None:
         """From ``docker stats`` taken one-shot (no one-second wait); CPU is the share since the last call."""
         try:
@@ -208,22 +261,23 @@ class DockerRuntime(Runtime):
 
     def release(self, handle: str) -> None:
         self._cpu_seen.pop(handle, None)
+        self._addresses.pop(handle, None)
         self._settle_logs(handle)
         self._remove(handle)
         self._followers.pop(handle, None)
         self._reported_oom.discard(handle)
 
     def listens(self, handle: str, port: int) -> bool | None:
-        """Host networking: the container's processes are host processes (unless this server runs in a
-        container of its own: then nothing can be told)."""
+        """Whether something in the container's network namespace listens on its own port (the one probed;
+        the published loopback port is Docker's). Read from /proc/PID/net of the container's first process:
+        the host's socket tables do not show a bridge network's sockets (None where that cannot be read, e.g.
+        this server runs in a container of its own)."""
+        _, inner = self.probe_address(handle, port)
         try:
-            top = self.api.top(handle)
-        except (APIError, DockerException, OSError):
+            pid = int(self.api.inspect_container(handle)["State"]["Pid"] or 0)
+        except (APIError, DockerException, OSError, KeyError, TypeError, ValueError):
             return None
-        column = top["Titles"].index("PID") if "PID" in top.get("Titles", []) else None
-        if column is None:
-            return None
-        return pids_listen([int(row[column]) for row in top.get("Processes") or []], port)
+        return namespace_listens(pid, inner) if pid else None
 
     def end_unknown(self, known: set[str]) -> list[str | int]:
         """Remove this server's running containers whose id the store does not hold (created just before a
@@ -250,7 +304,29 @@ class DockerRuntime(Runtime):
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _ensure_image(self, image: str) -> None:
+    def _ensure_network(self) -> None:
+        """The platform's bridge network, made on first use and shared by every server on this engine."""
+        with self._network_lock:
+            if self._network_ready:
+                return
+            try:
+                if not self._networks():
+                    self.api.create_network(self.network, driver="bridge", labels={"eas.network": "1"})
+                # two servers may have made it at once (the engine allows equal names): the oldest stays
+                extra = sorted(self._networks(), key=lambda n: (n["Created"], n["Id"]))[1:]
+                for net in extra:
+                    try:
+                        self.api.remove_network(net["Id"])
+                    except (APIError, DockerException):
+                        pass  # in use already: the engine then resolves the name to the one we keep
+            except (APIError, DockerException) as exc:
+                raise DeployFailed(f"cannot create the docker network {self.network!r}: {_reason(exc)}") from None
+            self._network_ready = True
+
+    def _networks(self) -> list[dict]:
+        return [n for n in self.api.networks(names=[self.network]) if n["Name"] == self.network]
+
+    def _ensure_image(self, image: str, auth: dict[str, str] | None) -> None:
         try:
             self.client.images.get(image)
             return
@@ -261,7 +337,7 @@ class DockerRuntime(Runtime):
         if not self.pull:
             raise DeployFailed(f"image {image!r} is not on this Docker engine (and pulling is off)")
         try:
-            self.client.images.pull(image)
+            self.client.images.pull(image, auth_config=auth)
         except (APIError, DockerException) as exc:
             raise DeployFailed(
                 f"image {image!r} is not on this Docker engine and pulling it failed: {_reason(exc)}"
@@ -319,6 +395,46 @@ class DockerRuntime(Runtime):
         if entry is not None:
             with open(entry[1], "a") as out:
                 out.write(f"[eas docker runtime] {time.strftime('%H:%M:%S')} {line}\n")
+
+
+def namespace_listens(pid: int, port: int) -> bool | None:
+    """Whether a TCP socket listens on ``port`` in the network namespace of ``pid`` (None: unreadable)."""
+    wanted, seen = f"{port:04X}", False
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        seen = True
+        # columns: sl local_address rem_address st ...; local is HEXIP:HEXPORT, st 0A is LISTEN
+        if any(len(f := row.split()) > 3 and f[1].rsplit(":", 1)[1] == wanted and f[3] == "0A" for row in rows):
+            return True
+    return False if seen else None
+
+
+def parse_default_mounts(value: str) -> list[Mount]:
+    """``EAS_DOCKER_MOUNTS``: ``HOST:CONTAINER[:ro],...`` bound into every instance (e.g. a models folder
+    at /models, where file:///models/... paths of specs point)."""
+    mounts = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not parts[0].startswith("/") or not parts[1].startswith("/") or (
+                len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise PlatformUnavailable(f"EAS_DOCKER_MOUNTS: {item!r} is not /HOST/PATH:/CONTAINER/PATH[:ro|:rw]")
+        mounts.append(Mount(parts[1], parts[0], type="bind", read_only=parts[2:] == ["ro"]))
+    return mounts
+
+
+def model_server_image_for(image: str, processor: str | None) -> str:
+    """The model-server image of a processor: PMML runs on a JVM, which only ``<repo>-pmml:<tag>`` carries
+    (``airflow-eas/model-server:latest`` -> ``airflow-eas/model-server-pmml:latest``)."""
+    if processor != "pmml":
+        return image
+    name = image.partition("@")[0]  # a digest names the other image's content: the tag stands for both
+    repo, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:  # no tag (a ":" of a registry port is not one)
+        repo, tag = name, "latest"
+    return f"{repo}-pmml:{tag}"
 
 
 def _reason(exc: Exception) -> str:
