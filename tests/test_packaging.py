@@ -90,7 +90,9 @@ def test_clean_venv_runs_server_and_a_processor(wheel: Path, tmp_path: Path) -> 
     data, api = tmp_path / "data", free_port()
     with open(tmp_path / "server.log", "wb") as log:
         server = subprocess.Popen([str(bin_dir / "eas"), "server", "--data-dir", str(data), "--api-port", str(api),
-                                   "--gateway-port", str(free_port())], stdout=log, stderr=log, env=env, cwd=tmp_path)
+                                   "--gateway-port", str(free_port()),
+                                   # the venv lies under root's 0700 tmp: instances run as root, as in every test
+                                   "--instance-user", "root"], stdout=log, stderr=log, env=env, cwd=tmp_path)
     try:
         wait_until(lambda: (data / "admin_token").exists() or server.poll() is not None, 60, "admin token")
         assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
