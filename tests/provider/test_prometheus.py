@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from airflow_eas.prometheus import query_scalar
 from airflow_eas.server.embedded import free_port
 from tests.conftest import wait_until
 from tests.fakes import FakePlatform
+from tests.platform.kubernetes.prometheus import metrics_server
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed (apt-get install prometheus)")
@@ -28,21 +28,7 @@ class Exporter:
 
     def __init__(self) -> None:
         self.values: dict[str, float] = {}
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = "".join(f"{k} {v}\n" for k, v in exporter.values.items()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = metrics_server(lambda: "".join(f"{k} {v}\n" for k, v in self.values.items()))
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

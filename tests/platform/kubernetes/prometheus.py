@@ -59,6 +59,25 @@ class PodUsage:
     cpu_seconds: float = 0.0
 
 
+
+def metrics_server(render: Callable[[], str]) -> ThreadingHTTPServer:
+    """A loopback HTTP server answering every GET with ``render()`` as Prometheus text (not yet serving)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+
 class Exporter:
     """Counts requests per (namespace, service) over time and serves them as Prometheus text on /metrics."""
 
@@ -69,21 +88,7 @@ class Exporter:
         self.tick = tick
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = exporter.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = metrics_server(self.render)
         self.port = self.server.server_address[1]
         self._threads = [threading.Thread(target=self.server.serve_forever, daemon=True),
                          threading.Thread(target=self._run, daemon=True)]
