@@ -58,6 +58,10 @@ class ServerConfig:
         default_factory=lambda: os.environ.get("EAS_MODEL_SERVER_IMAGE", "airflow-eas/model-server:latest"))
     max_body_mb: float = 32.0  # the gateway answers 413 to a larger request body
     pull_images: bool = field(default_factory=lambda: os.environ.get("EAS_DOCKER_PULL", "1") not in ("0", "false"))
+    # docker runtime: an unused :src-* model-server image is pruned once it is this old (seconds; a fresh
+    # build may be about to be used by a server not started yet)
+    image_prune_age: float = field(
+        default_factory=lambda: float(os.environ.get("EAS_IMAGE_PRUNE_AGE", str(24 * 3600))))
     # object store of oss:// mounts and locations (env EAS_OSS_ENDPOINT, EAS_OSS_ACCESS_KEY_ID, ...)
     oss: OssConfig = field(default_factory=OssConfig.from_env)
     # process runtime: who instances run as (see runtimes/process.py: instance_user)
@@ -359,7 +363,8 @@ def _runtime(config: ServerConfig, owner: str):
     if config.runtime == "docker":
         from airflow_eas.server.runtimes.docker import DockerRuntime
 
-        return DockerRuntime(config.data_dir, model_server_image=config.model_server_image, pull=config.pull_images)
+        return DockerRuntime(config.data_dir, model_server_image=config.model_server_image, pull=config.pull_images,
+                             prune_age=config.image_prune_age)
     raise InvalidSpec(f"--runtime {config.runtime!r}: the runtimes are: process, docker")
 
 

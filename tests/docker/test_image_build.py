@@ -23,7 +23,8 @@ def one_line_error(res: subprocess.CompletedProcess) -> str:
     assert res.returncode != 0
     assert "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("eas: "), res.stderr
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("eas: "), res.stderr
     return lines[0]
 
 
@@ -40,7 +41,8 @@ def bin_with(tmp_path: Path, *commands: str) -> str:
 
 def test_an_unknown_image_is_named() -> None:
     line = one_line_error(eas_image_build("model-server", "modelserver"))
-    assert "unknown image 'modelserver'" in line and "model-server-pmml" in line
+    assert "unknown image 'modelserver'" in line
+    assert "model-server-pmml" in line
 
 
 def test_without_the_docker_command_it_says_so(tmp_path: Path) -> None:
@@ -52,7 +54,8 @@ def test_without_an_engine_it_says_how_to_start_one(tmp_path: Path) -> None:
     if shutil.which("docker") is None:
         pytest.skip("the docker command is not installed (make docker installs docker.io)")
     line = one_line_error(eas_image_build(env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}))
-    assert "no Docker engine answers" in line and "start dockerd" in line
+    assert "no Docker engine answers" in line
+    assert "start dockerd" in line
 
 
 def test_without_debootstrap_a_missing_base_is_named(docker_client, tmp_path: Path) -> None:
