@@ -166,6 +166,9 @@ class EasClient(Platform):
     def add_group_event(self, group: str, level: str, message: str) -> None:
         self._call("POST", f"/api/v2/groups/{group}/events", json={"level": level, "message": message})
 
+    def asset(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v2/assets/{name}")
+
     def release_lease(self, group: str, holder: str) -> None:
         self._call("DELETE", f"/api/v2/groups/{group}/lease", params={"holder": holder})
 
