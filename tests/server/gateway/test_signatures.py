@@ -98,3 +98,7 @@ def test_an_image_service_gets_only_the_body_that_was_signed(echo) -> None:
         assert refused.status_code == 401, f"a {len(forged)}-byte body replayed under the signed headers"
         assert "Content-MD5" in refused.json()["message"]
     assert _post(f"{echo.endpoint}/v1/predict", body, {"Authorization": echo.token}).status_code == 200
+    patch = requests.patch(echo.endpoint, data=body, timeout=60,
+                           headers=signed_headers(echo.token, body, "/api/predict/sig_echo", method="PATCH"))
+    assert patch.status_code == 405, "HAProxy 2.6's HTTP client has no PATCH: refused, never passed on unchecked"
+    assert "GET, HEAD, POST, PUT or DELETE" in patch.json()["message"]
