@@ -353,8 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="docker runtime: image of processor deployments (env EAS_MODEL_SERVER_IMAGE, "
                         "default airflow-eas/model-server:latest, built by make image)")
     p.add_argument("--instance-user", default=None,
-                   help="process runtime: the user instances run as (env EAS_INSTANCE_USER; default auto: "
-                        "eas-instance, created when missing, where the server runs as root; root: the server's user)")
+                   help="process runtime: the user instances run as (env EAS_INSTANCE_USER; default auto: where "
+                        "the server runs as root, a uid of its own per service; root: the server's user; NAME: that "
+                        "user for every service)")
     p.set_defaults(func=cmd_server)
 
     client_cmd("create", cmd_create, "create a service from an EAS JSON spec", True).add_argument("spec")
