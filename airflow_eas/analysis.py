@@ -78,7 +78,8 @@ class AnalysisPlan(_Strict):
     :param min_requests: fewer requests than this in the window is inconclusive
     :param max_error_rate: highest share of failed requests (5xx, failed connections), 0-1
     :param max_p99_ms: highest p99 latency in ms (None: not checked)
-    :param baseline_tolerance: the candidate's p99 may be at most this factor of the live member's
+    :param baseline_tolerance: the candidate's p99 may be at most this factor of the live member's; the
+        live member needs ``min_requests`` in the window too, or the measurement is Inconclusive
     :param baseline_slack_ms: absolute slack on that comparison (2 ms vs 3 ms is noise)
     :param interval_seconds: time between measurements (``poll_seconds`` is accepted too)
     :param count: measurements with data (Successful or Failed) needed for a Successful verdict
@@ -174,8 +175,10 @@ def evaluate(candidate: Metrics, limits: AnalysisPlan, baseline: Metrics | None 
     if enough and limits.max_p99_ms is not None and candidate.p99_ms is not None:
         if candidate.p99_ms > limits.max_p99_ms:
             reasons.append(f"p99 {candidate.p99_ms:.1f} ms exceeds {limits.max_p99_ms:g} ms")
-    if enough and limits.baseline_tolerance is not None and baseline is not None:
-        reasons.extend(_compare_with_baseline(candidate, baseline, limits))
+    thin_baseline = None
+    if enough:
+        slower, thin_baseline = _compare_with_baseline(candidate, baseline, limits)
+        reasons.extend(slower)
 
     measured = {"candidate": candidate.to_dict(), "baseline": baseline.to_dict() if baseline else None}
     if reasons:
@@ -185,27 +188,34 @@ def evaluate(candidate: Metrics, limits: AnalysisPlan, baseline: Metrics | None 
         return Measurement(INCONCLUSIVE, [note], **measured)
     if candidate.p99_ms is None and limits.max_p99_ms is not None:
         return Measurement(INCONCLUSIVE, ["no latency data yet"], **measured)
+    if thin_baseline is not None:
+        return Measurement(INCONCLUSIVE, [thin_baseline], **measured)
     passed = [f"{requests} requests, error rate {candidate.error_rate:.1%}"]
     if candidate.p99_ms is not None:
         passed.append(f"p99 {candidate.p99_ms:.1f} ms")
     return Measurement(SUCCESSFUL, passed, **measured)
 
 
-def _compare_with_baseline(candidate: Metrics, baseline: Metrics, limits: AnalysisPlan) -> list[str]:
-    # A baseline without traffic (all of it moved to the candidate) cannot be compared: skip, not fail.
-    if baseline.p99_ms is None or baseline.requests < max(1, limits.min_requests // 4):
-        return []
-    if candidate.p99_ms is None:
-        return []
-    allowed = max(
-        baseline.p99_ms * (limits.baseline_tolerance or 1.0), baseline.p99_ms + limits.baseline_slack_ms
-    )
+def _compare_with_baseline(
+    candidate: Metrics, baseline: Metrics | None, limits: AnalysisPlan
+) -> tuple[list[str], str | None]:
+    """The p99 comparison with the live member: its failures, or why it cannot be made (Inconclusive).
+
+    The p99 of a few requests is noise, so the live member needs ``min_requests`` as the candidate does."""
+    if limits.baseline_tolerance is None or baseline is None or candidate.p99_ms is None:
+        return [], None
+    if baseline.requests < limits.min_requests or baseline.p99_ms is None:
+        return [], (
+            f"the live member {baseline.service} had only {baseline.requests} requests in the last "
+            f"{limits.window_seconds}s, need {limits.min_requests} to compare p99 with it"
+        )
+    allowed = max(baseline.p99_ms * limits.baseline_tolerance, baseline.p99_ms + limits.baseline_slack_ms)
     if candidate.p99_ms > allowed:
         return [
             f"p99 {candidate.p99_ms:.1f} ms exceeds {allowed:.1f} ms "
             f"({limits.baseline_tolerance:g}x the live member {baseline.service}'s {baseline.p99_ms:.1f} ms)"
-        ]
-    return []
+        ], None
+    return [], None
 
 
 def evaluate_check(check: MetricCheck, query: Callable[[str, str, float], float | None] = query_scalar) -> dict:

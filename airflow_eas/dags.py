@@ -276,7 +276,8 @@ def _canary_step(p: RolloutPlan, weight: int) -> list[Any]:
         EasMetricsSensor(
             task_id=f"analysis_{weight}",
             service=SERVICE,
-            baseline_service=PREVIOUS,
+            # at 100 % the live member gets no traffic: nothing to compare with (a thin baseline is Inconclusive)
+            baseline_service=PREVIOUS if weight < 100 else None,
             analysis=p.analysis.to_dict(),
             deferrable=p.deferrable,
             retries=0,

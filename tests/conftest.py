@@ -86,6 +86,19 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str
 
 
 @pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """``airflow db migrate`` into the session's AIRFLOW_HOME (SQLite; set when tests/provider/conftest.py is
+    imported). Defined here, once: a copy in each folder that runs Airflow would migrate once per folder."""
+    import subprocess
+
+    from tests.provider.conftest import AIRFLOW_HOME
+
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=120)
+    return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
 def s3_server() -> Iterator[dict[str, str]]:
     """A real S3-compatible object store (moto_server) on 127.0.0.1; yields the server's EAS_OSS_* env."""
     import subprocess

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,14 +29,6 @@ os.environ.update(
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
 )
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> Path:
-    """``airflow db migrate`` into the session's AIRFLOW_HOME (SQLite)."""
-    airflow = Path(sys.executable).parent / "airflow"
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=120)
-    return AIRFLOW_HOME
 
 
 @pytest.fixture(scope="session")

@@ -49,8 +49,23 @@ def test_latency_limits_and_baseline() -> None:
     live = metrics(50, p99=40, name="live")
     assert evaluate(metrics(50, p99=80), limits, live).result == FAILED  # > 1.5 x 40 and > 40 + 10
     assert evaluate(metrics(50, p99=55), limits, live).result == SUCCESSFUL
-    quiet_live = metrics(0, p99=None, name="live")  # all traffic moved: no comparison possible
-    assert evaluate(metrics(50, p99=80), limits, quiet_live).result == SUCCESSFUL
+
+
+def test_a_thin_baseline_is_inconclusive_never_a_pass_or_fail() -> None:
+    """The p99 of a few requests of the live member is noise: it needs min_requests, as the candidate does."""
+    limits = AnalysisPlan(min_requests=20, max_error_rate=0.1, max_p99_ms=500, baseline_tolerance=1.5)
+    for live in (metrics(0, p99=None, name="live"), metrics(19, p99=4, name="live")):
+        slower = evaluate(metrics(50, p99=80), limits, live)
+        assert slower.result == INCONCLUSIVE  # 80 ms vs 4 ms would fail, if 19 requests were enough
+        assert slower.reasons == [
+            f"the live member live had only {live.requests} requests in the last 60s, need 20 to compare p99 with it"
+        ]
+        assert evaluate(metrics(50, p99=4), limits, live).result == INCONCLUSIVE  # and would pass
+        assert evaluate(metrics(50, errors=10, p99=4), limits, live).result == FAILED  # other breaches still fail
+    enough = metrics(20, p99=4, name="live")
+    assert evaluate(metrics(50, p99=80), limits, enough).result == FAILED
+    assert evaluate(metrics(50, p99=4), limits, enough).result == SUCCESSFUL
+    assert evaluate(metrics(50, p99=4), limits).result == SUCCESSFUL  # no live member: nothing to compare
 
 
 def test_analysis_plan_is_validated_naming_the_field() -> None:

@@ -66,6 +66,9 @@ def test_canary_dag_shape(tmp_path) -> None:
     assert dag.task_dict["analysis_10"].lease_ttl_seconds == plan.get("lease_ttl_seconds", 300)
     assert dag.task_dict["acquire_lease"].guard == {"window_seconds": 10, "max_error_rate": 0.05, "min_requests": 20}
     assert dag.task_dict["analysis_10"].analysis["count"] == 3
+    # The p99 comparison is with the member still serving; at 100 % it serves nothing (a thin baseline).
+    assert "previous" in dag.task_dict["analysis_50"].baseline_service
+    assert dag.task_dict["analysis_100"].baseline_service is None
     assert set(dag.user_defined_macros) == {"bizdate", "cyctime"}
 
 

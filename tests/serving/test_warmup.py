@@ -9,7 +9,8 @@ import time
 
 from ._helpers import custom_spec, write_processor
 
-LAZY = """
+LAZY_S = 0.3
+LAZY = f"LAZY_S = {LAZY_S}\n" + """
 import time
 from airflow_eas.serving import BaseProcessor
 
@@ -18,13 +19,13 @@ class Proc(BaseProcessor):
         self.loaded = False
     def process(self, data):
         if not self.loaded:
-            time.sleep(0.3)  # lazy first call: JIT, caches, page faults
+            time.sleep(LAZY_S)  # lazy first call: JIT, caches, page faults
             self.loaded = True
         if data == b"boom":
             raise ValueError("boom is not a feature vector")
         if data.startswith(b"sleep"):
             time.sleep(float(data[5:]))
-        time.sleep(0.002)  # a model's steady cost, so that "2x the steady p50" is not noise
+        time.sleep(0.002)  # a model's steady cost
         return b'{"ok":true}', 200
 """
 
@@ -70,18 +71,28 @@ def _timed(conn, body: bytes) -> float:
     return time.perf_counter() - t0
 
 
-def test_first_request_after_ready_is_fast(serve, tmp_path):
-    spec = custom_spec(
-        "lazy", write_processor(tmp_path / "c", LAZY), warm_up_data_path=_warm(tmp_path, ["a"])
-    )
-    server = serve(spec)
+def _first_and_steady(server) -> tuple[float, float]:
+    """The first prediction's latency and the median of the 50 after it, on one keep-alive connection."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     conn.request("GET", "/ready")  # open the connection; the first prediction is what is timed
     conn.getresponse().read()
     first = _timed(conn, b"a")
     steady = statistics.median(_timed(conn, b"a") for _ in range(50))
     conn.close()
-    assert first <= 2 * steady, f"first {first * 1000:.2f} ms, steady p50 {steady * 1000:.2f} ms"
+    return first, steady
+
+
+def test_first_request_after_ready_is_fast(serve, tmp_path):
+    """The user notices the lazy first call (LAZY_S) landing on their first request. The yardstick is the
+    same server's steady latency plus half that cost: one request on a busy machine can take a few times
+    the steady median (a scheduler slice), never hundreds of ms; a cold server in the same run shows the
+    yardstick does tell the two apart."""
+    code = write_processor(tmp_path / "c", LAZY)
+    cold_first, cold_steady = _first_and_steady(serve(custom_spec("cold", code)))
+    assert cold_first - cold_steady >= LAZY_S, f"cold first {cold_first * 1000:.1f} ms"
+    warm = serve(custom_spec("lazy", code, warm_up_data_path=_warm(tmp_path, ["a"])))
+    first, steady = _first_and_steady(warm)
+    assert first - steady < LAZY_S / 2, f"first {first * 1000:.2f} ms, steady p50 {steady * 1000:.2f} ms"
 
 
 def test_failing_warm_up_exits_with_reason(serve, tmp_path):

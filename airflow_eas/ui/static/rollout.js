@@ -1,9 +1,10 @@
 // The rollout view's charts: weights over time, error rate and p99 of both members against the
-// analysis thresholds, each verdict / promotion / rollback as a vertical mark. Uses the vendored uPlot.
+// analysis thresholds, each verdict / promotion / rollback as a vertical mark. Draws with the console's
+// charts.js over the vendored uPlot.
 (() => {
   "use strict";
   const section = document.getElementById("charts");
-  if (!section || !window.uPlot) return;
+  if (!section || !window.easChart) return;
   const GREEN = "#16a34a", RED = "#dc2626", CANDIDATE = "#2563eb", STABLE = "#6b7280", LIMIT = "#f59e0b";
 
   function markersPlugin(markers) {
@@ -34,31 +35,14 @@
   }
 
   function chart(title, unit, table, series, data, yMax) {
-    const box = document.createElement("div");
-    box.className = "chart";
-    box.dataset.title = title;
-    box.dataset.points = String(table.slice(1).reduce((n, c) => n + c.filter((v) => v != null).length, 0));
-    const h = document.createElement("h3");
-    h.textContent = title;
-    box.appendChild(h);
-    section.appendChild(box);
-    if (!table[0].length) {
-      const p = document.createElement("p");
-      p.className = "muted"; p.textContent = "No points for this run.";
-      box.appendChild(p);
-      return;
-    }
-    new uPlot({
-      width: Math.max(320, section.clientWidth - 20), height: 200,
-      series: [{}].concat(series.map((s) => ({
-        width: 2, spanGaps: true, points: { show: false }, ...s,
-        value: (u, v) => (v == null ? "–" : `${(+v).toFixed(unit === "%" ? 2 : 0)} ${unit}`),
-      }))),
+    window.easChart(section, title, unit, table, {
+      series: series.map((s) => ({ width: 2, spanGaps: true, points: { show: false }, ...s })),
+      decimals: 0, width: () => Math.max(320, section.clientWidth - 20), height: 200, axisSize: 60,
       scales: { x: { time: true, range: () => [data.start - 5, data.end + 5] },
                 y: { range: (u, min, max) => [0, Math.max(max, yMax || 1) * 1.1] } },
-      axes: [{}, { size: 60, values: (u, vals) => vals.map((v) => `${v}${unit === "%" ? "%" : ""}`) }],
       plugins: [markersPlugin(data.markers)],
-    }, table, box);
+      empty: ["No points for this run.", "muted"],
+    });
   }
 
   const pct = (v) => (v == null ? null : v * 100);

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# The provider tests' fresh AIRFLOW_HOME, set on import (airflow_db, in tests/conftest.py, migrates it).
+import tests.provider.conftest  # noqa: F401
 from tests.platform.kubernetes.emulator import Cluster, Controllers
 from tests.platform.kubernetes.prometheus import Exporter, Prometheus
-
-# A fresh AIRFLOW_HOME (set on import) and its metadata DB, as the provider's tests use them.
-from tests.provider.conftest import airflow_db  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-// The console's only script: live fragments, confirmations, token reveal, log follow, charts.
+// The console's script: live fragments, confirmations, token reveal, log follow, charts (with charts.js).
 // Served from 'self' (the page's CSP allows no inline script); talks to the same origin only.
 (() => {
   "use strict";
@@ -95,31 +95,14 @@
   // charts (uPlot, vendored)
   const palette = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#65a30d"];
 
+  // console charts: one colour per series, gaps left open, y from 0 (easChart: static/charts.js)
   function chart(grid, title, unit, table, names) {
-    const box = document.createElement("div");
-    box.className = "chart";
-    box.dataset.title = title;
-    const points = table.slice(1).reduce((n, col) => n + col.filter((v) => v !== null && v !== undefined).length, 0);
-    box.dataset.points = String(points);
-    const h = document.createElement("h3");
-    h.textContent = title;
-    box.appendChild(h);
-    grid.appendChild(box);
-    if (!table[0].length) {
-      const p = document.createElement("p");
-      p.className = "muted small"; p.textContent = "No data yet.";
-      box.appendChild(p);
-      return;
-    }
-    const series = [{}].concat(names.map((name, i) => ({
-      label: name, stroke: palette[i % palette.length], width: 1.5, spanGaps: false,
-      value: (u, v) => (v === null || v === undefined ? "–" : `${(+v).toFixed(unit === "%" ? 2 : 1)} ${unit}`),
-    })));
-    new uPlot({
-      width: Math.max(280, box.clientWidth - 8), height: 180, series,
-      axes: [{}, { size: 56, values: (u, vals) => vals.map((v) => `${v}${unit === "%" ? "%" : ""}`) }],
-      scales: { y: { range: (u, min, max) => [0, Math.max(max, unit === "%" ? 1 : 1)] } },
-    }, table, box);
+    window.easChart(grid, title, unit, table, {
+      series: names.map((name, i) => ({ label: name, stroke: palette[i % palette.length], width: 1.5, spanGaps: false })),
+      decimals: 1, width: (box) => Math.max(280, box.clientWidth - 8), height: 180, axisSize: 56,
+      scales: { y: { range: (u, min, max) => [0, Math.max(max, 1)] } },
+      empty: ["No data yet.", "muted small"],
+    });
   }
 
   const col = (s, key, scale) => s.points[key].map((v) => (v === null ? null : v * (scale || 1)));
@@ -165,6 +148,6 @@
         load();
       });
     }
-    if (window.uPlot) load(); else window.addEventListener("load", load);
+    if (window.easChart) load(); else window.addEventListener("load", load);
   }
 })();
