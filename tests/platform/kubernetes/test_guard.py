@@ -21,7 +21,7 @@ import pytest
 
 from airflow_eas.errors import RolloutAborted
 from airflow_eas.guard import RolloutGuard
-from airflow_eas.platform.base import GuardSettings
+from airflow_eas.platform.base import GuardSettings, Lease
 from airflow_eas.platform.kubernetes import KubernetesPlatform
 from airflow_eas.platform.kubernetes.api import KubeApi
 from airflow_eas.platform.kubernetes.guard_manifests import GUARD_NAME, GUARD_RULES
@@ -50,6 +50,11 @@ def weights(p: KubernetesPlatform, group: str) -> dict[str, int]:
     return p.members(group)
 
 
+def revoked(p: KubernetesPlatform, group: str) -> Lease | None:
+    lease = p.get_lease(group)
+    return lease if lease is not None and lease.revoked else None
+
+
 def warnings_of(p: KubernetesPlatform, group: str) -> list[str]:
     return [e.message for e in p.describe_group(group).events if e.level == "warning"]
 
@@ -65,6 +70,9 @@ class GuardProcess:
              identity, "--interval", "0.5", "--leader-ttl", "5", "--min-window", "0"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
         )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -102,7 +110,7 @@ def test_lapsed_lease_with_split_traffic_is_reverted_by_one_of_two_guards(
 ) -> None:
     p, blue, green = two_members(kube_conn, controllers, "deadman")
     first, second = guards("guard-1"), guards("guard-2")
-    wait_until(lambda: leader_of(controllers) in ("guard-1", "guard-2"), 30, "a guard to lead")
+    wait_until(lambda: leader_of(controllers) in ("guard-1", "guard-2"), 60, "a guard to lead")
     # A run takes the lease, splits traffic, and is killed (it never renews).
     p.acquire_lease("deadman", "killed_dag/run_1", 3, stable=blue)
     p.set_traffic("deadman", {blue: 50, green: 50})
@@ -111,9 +119,9 @@ def test_lapsed_lease_with_split_traffic_is_reverted_by_one_of_two_guards(
     wait_until(lambda: weights(p, "deadman") == {blue: 100, green: 0}, 15, "traffic back to the stable member")
     took = time.monotonic() - split_at
     assert took < 3 + 4, f"reverted {took:.1f} s after the split (TTL 3 s)"
-    lease = p.get_lease("deadman")
-    assert lease is not None
-    assert lease.revoked
+    # The Lease is marked right after the weights (the safe state first).
+    lease = wait_until(lambda: revoked(p, "deadman"), 5, "the lease to be marked revoked")
+    assert isinstance(lease, Lease)
     assert "the lease of killed_dag/run_1 lapsed (no heartbeat for 3 s) while traffic was split" in lease.reason
     assert lease.reason.endswith(f"all traffic went back to {blue}")
     time.sleep(2)  # both replicas had passes meanwhile: only the leader acted, once
@@ -144,7 +152,7 @@ def test_breaching_canary_is_reverted(
     p, blue, green = two_members(kube_conn, controllers, "canary")
     gateway_traffic.set(controllers.namespace, "canary-green", error_rate=0.5)
     guards()
-    wait_until(lambda: leader_of(controllers) == "guard-1", 30, "the guard to lead")
+    wait_until(lambda: leader_of(controllers) == "guard-1", 60, "the guard to lead")
     p.acquire_lease("canary", "canary_dag/run_1", 300, stable=blue, guard=GUARD)
     p.set_traffic("canary", {blue: 50, green: 50})
     shifted = time.monotonic()
@@ -152,9 +160,8 @@ def test_breaching_canary_is_reverted(
     wait_until(lambda: weights(p, "canary")[green] == 0, 15, "the guard to take the canary's traffic")
     assert time.monotonic() - shifted < 15
     assert weights(p, "canary") == {blue: 100, green: 0}
-    lease = p.get_lease("canary")
-    assert lease is not None
-    assert lease.revoked
+    lease = wait_until(lambda: revoked(p, "canary"), 5, "the lease to be marked revoked")
+    assert isinstance(lease, Lease)
     assert f"the guard saw {green} fail: error rate" in lease.reason
     assert "exceeds 5.0%" in lease.reason
     assert lease.reason in warnings_of(p, "canary")
@@ -166,24 +173,24 @@ def test_healthy_canary_and_released_lease_are_left_alone(
     kube_conn: str, controllers: Controllers, guards: Any, gateway_traffic: Exporter
 ) -> None:
     p, blue, green = two_members(kube_conn, controllers, "calm")
-    guards()
-    wait_until(lambda: leader_of(controllers) == "guard-1", 30, "the guard to lead")
+    guard = guards()
+    wait_until(lambda: leader_of(controllers) == "guard-1", 60, "the guard to lead")
     p.acquire_lease("calm", "calm_dag/run_1", 300, stable=blue, guard=GUARD)
     p.set_traffic("calm", {blue: 50, green: 50})
     # The canary serves cleanly for longer than the guard's window, with more than its min_requests.
-    wait_until(lambda: p.metrics(green, GUARD.window_seconds).requests >= 3 * GUARD.min_requests, 20,
+    wait_until(lambda: p.metrics(green, GUARD.window_seconds).requests >= 3 * GUARD.min_requests, 30,
                "the canary's traffic to show in Prometheus")
     time.sleep(GUARD.window_seconds)
-    assert weights(p, "calm") == {blue: 50, green: 50}
+    assert weights(p, "calm") == {blue: 50, green: 50}, guard.output()
     assert p.get_lease("calm").state == "held"
 
     # A released lease (the run ended; say it left the split for a person to finish) is nobody's to revert.
     p.renew_lease("calm", "calm_dag/run_1", 2)
     p.release_lease("calm", "calm_dag/run_1")
     time.sleep(2 + 3)
-    assert weights(p, "calm") == {blue: 50, green: 50}
+    assert weights(p, "calm") == {blue: 50, green: 50}, guard.output()
     assert p.get_lease("calm") is None
-    assert warnings_of(p, "calm") == []
+    assert warnings_of(p, "calm") == [], guard.output()
 
 
 class Recorder:
