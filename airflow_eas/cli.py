@@ -318,6 +318,16 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_guard_options(args: argparse.Namespace) -> None:
+    for flag, value in (("--interval", args.interval), ("--leader-ttl", args.leader_ttl)):
+        if not value > 0:
+            raise InvalidSpec(f"{flag}: {value!r} is not a positive number of seconds")
+    if args.min_window < 0:
+        raise InvalidSpec(f"--min-window: {args.min_window!r} is not a whole number of seconds from 0")
+    if args.leader_ttl < 2 * args.interval:
+        raise InvalidSpec(f"--leader-ttl {args.leader_ttl:g} must be at least twice --interval {args.interval:g}")
+
+
 def cmd_guard(args: argparse.Namespace) -> int:
     """Enforce the rollout leases of a cluster's namespace until SIGTERM (see docs/kubernetes.md)."""
     import logging
@@ -326,12 +336,10 @@ def cmd_guard(args: argparse.Namespace) -> int:
 
     from airflow_eas.guard import RolloutGuard
     from airflow_eas.platform.kubernetes import KubernetesPlatform
+    from airflow_eas.platform.kubernetes.guard_manifests import GUARD_NAME
 
-    for flag, value in (("--interval", args.interval), ("--leader-ttl", args.leader_ttl)):
-        if not value > 0:
-            raise InvalidSpec(f"{flag}: {value!r} is not a positive number of seconds")
-    if args.leader_ttl < 2 * args.interval:
-        raise InvalidSpec(f"--leader-ttl {args.leader_ttl:g} must be at least twice --interval {args.interval:g}")
+    _check_guard_options(args)
+    lease_name = args.leader_lease or GUARD_NAME
     if args.kubeconfig:
         platform = KubernetesPlatform.from_kubeconfig(args.kubeconfig, args.context, args.namespace, _cluster_extras())
     else:
@@ -342,7 +350,7 @@ def cmd_guard(args: argparse.Namespace) -> int:
     leading: list[bool | None] = [None]  # None: not asked yet, so the first answer is logged too
 
     def leader() -> bool:
-        now = platform.lead(args.leader_lease, identity, args.leader_ttl)
+        now = platform.lead(lease_name, identity, args.leader_ttl)
         if now != leading[0]:
             log.info("%s: %s", identity, "leading: enforcing leases" if now else "standing by: another guard leads")
         leading[0] = now
@@ -354,14 +362,14 @@ def cmd_guard(args: argparse.Namespace) -> int:
     guard = RolloutGuard(platform, interval=args.interval, leader=leader, min_window_seconds=args.min_window)
     signal.signal(signal.SIGTERM, lambda *_: guard.stop())
     log.info("eas guard %s: watching the leases of namespace %s every %g s (leader Lease %s)", identity,
-             platform.ns, args.interval, args.leader_lease)
+             platform.ns, args.interval, lease_name)
     try:
         guard.run()
     except KeyboardInterrupt:
         pass
     finally:
         if leading[0]:
-            platform.resign(args.leader_lease, identity)
+            platform.resign(lease_name, identity)
     return 0
 
 
@@ -459,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=argparse.SUPPRESS, help="default: the context's, or the pod's")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (default 1)")
     p.add_argument("--identity", help="this replica's name in the leader Lease (default HOSTNAME-PID)")
-    p.add_argument("--leader-lease", default="airflow-eas-guard", help="the Lease replicas elect a leader on")
+    p.add_argument("--leader-lease", help="the Lease replicas elect a leader on (default airflow-eas-guard)")
     p.add_argument("--leader-ttl", type=float, default=15.0,
                    help="seconds a dead leader keeps the lead before a standby takes over (default 15)")
     p.add_argument("--min-window", type=int, default=30,

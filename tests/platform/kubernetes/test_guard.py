@@ -245,3 +245,19 @@ def test_the_guards_role_grants_exactly_what_it_uses(
     assert used == granted
     # The quiet group's holder may renew its lapsed lease (nothing was reverted): it holds again.
     assert p.renew_lease("quiet", "dag/run_2", 60).state == "held"
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["guard", "--interval", "0"], "eas: --interval: 0.0 is not a positive number of seconds"),
+    (["guard", "--interval", "10"], "eas: --leader-ttl 15 must be at least twice --interval 10"),
+    (["guard", "--min-window", "-5"], "eas: --min-window: -5 is not a whole number of seconds from 0"),
+    (["guard", "--kubeconfig", "/nonexistent/kubeconfig"],
+     "eas: kubeconfig /nonexistent/kubeconfig: Invalid kube-config file. No configuration found."),
+])
+def test_bad_guard_options_are_one_clear_line(argv: list[str], error: str, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_eas.cli import main
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip() == error
