@@ -72,8 +72,11 @@ class RolloutGuard:
 
     def run_once(self) -> None:
         """One pass as the loop runs it: only while this process leads."""
-        if self.leader is None or self.leader():
+        if self._leads():
             self.check()
+
+    def _leads(self) -> bool:
+        return self.leader is None or self.leader()
 
     def _safely(self, what: str, action: Callable[[], None]) -> None:
         """Run ``action``; the watcher outlives any one failure, logged once until it changes."""
@@ -102,7 +105,7 @@ class RolloutGuard:
                 split = ", ".join(f"{m}={w}" for m, w in sorted(members.items()))
                 self._revert(lease, members, f"the lease of {lease.holder} lapsed (no heartbeat for "
                                              f"{_seconds(lease.ttl_seconds)}) while traffic was split ({split})")
-            else:
+            elif self._leads():
                 why = f"the lease of {lease.holder} lapsed; nothing was split, nothing to revert"
                 self.warden.lapse_lease(lease, why)
                 self.warden.record(lease.group, "info", why)
@@ -123,6 +126,10 @@ class RolloutGuard:
                 return
 
     def _revert(self, lease: Lease, members: dict[str, int], why: str) -> None:
+        # Asked again right before acting: a leader that stalled past its lead (a standby took over
+        # meanwhile) must not act on what it read before the stall.
+        if not self._leads():
+            return
         # The safe state first, then the bookkeeping (a run that renews in between still loses the group).
         weights = {m: 0 for m in members}
         weights[lease.stable] = 100  # type: ignore[index]

@@ -67,7 +67,7 @@ class GuardProcess:
         self.log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "airflow_eas.cli", "guard", "--kubeconfig", str(kubeconfig), "--identity",
-             identity, "--interval", "0.5", "--leader-ttl", "5", "--min-window", "0"],
+             identity, "--interval", "0.5", "--min-window", "0"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
         )
 
