@@ -288,7 +288,15 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     namespace = args.render_namespace or args.namespace or "default"
     settings = ClusterSettings.from_extras(_cluster_extras(), namespace=namespace)
-    if args.group:
+    if args.image and not args.guard:
+        raise InvalidSpec("--image: only the guard's image is chosen here (--guard); a service's is in its spec")
+    if args.guard:
+        from airflow_eas.platform.kubernetes.guard_manifests import DEFAULT_GUARD_IMAGE, guard_manifests
+
+        if args.group or args.spec or args.weights:
+            raise InvalidSpec("--guard renders the guard alone: drop the spec, --group and weights")
+        docs = guard_manifests(settings, image=args.image or DEFAULT_GUARD_IMAGE)
+    elif args.group:
         # argparse hands the first MEMBER=WEIGHT to the optional SPEC.json positional.
         weights = _weights(([args.spec] if args.spec else []) + args.weights)
         if not weights:
@@ -307,6 +315,61 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not args.secrets:
         docs = [m.redact_manifest(d) for d in docs]
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
+    return 0
+
+
+def _check_guard_options(args: argparse.Namespace) -> None:
+    for flag, value in (("--interval", args.interval), ("--leader-ttl", args.leader_ttl)):
+        if not value > 0:
+            raise InvalidSpec(f"{flag}: {value!r} is not a positive number of seconds")
+    if args.min_window < 0:
+        raise InvalidSpec(f"--min-window: {args.min_window!r} is not a whole number of seconds from 0")
+    if args.leader_ttl < 2 * args.interval:
+        raise InvalidSpec(f"--leader-ttl {args.leader_ttl:g} must be at least twice --interval {args.interval:g}")
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    """Enforce the rollout leases of a cluster's namespace until SIGTERM (see docs/kubernetes.md)."""
+    import logging
+    import signal
+    import socket
+
+    from airflow_eas.guard import RolloutGuard
+    from airflow_eas.platform.kubernetes import KubernetesPlatform
+    from airflow_eas.platform.kubernetes.guard_manifests import GUARD_NAME
+
+    _check_guard_options(args)
+    lease_name = args.leader_lease or GUARD_NAME
+    if args.kubeconfig:
+        platform = KubernetesPlatform.from_kubeconfig(args.kubeconfig, args.context, args.namespace, _cluster_extras())
+    else:
+        platform = KubernetesPlatform.in_cluster(args.namespace, _cluster_extras())
+    identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    log = logging.getLogger("airflow_eas.guard")
+    leading: list[bool | None] = [None]  # None: not asked yet, so the first answer is logged too
+
+    def leader() -> bool:
+        now = platform.lead(lease_name, identity, args.leader_ttl)
+        if now != leading[0]:
+            log.info("%s: %s", identity, "leading: enforcing leases" if now else "standing by: another guard leads")
+        leading[0] = now
+        return now
+
+    if not platform.settings.prometheus_url:
+        log.warning("no prometheus_url in EAS_KUBERNETES_EXTRAS: only the dead-man's switch runs; a guarded "
+                    "lease's error rate cannot be read")
+    guard = RolloutGuard(platform, interval=args.interval, leader=leader, min_window_seconds=args.min_window)
+    signal.signal(signal.SIGTERM, lambda *_: guard.stop())
+    log.info("eas guard %s: watching the leases of namespace %s every %g s (leader Lease %s)", identity,
+             platform.ns, args.interval, lease_name)
+    try:
+        guard.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if leading[0]:
+            platform.resign(lease_name, identity)
     return 0
 
 
@@ -396,9 +459,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", help="an EAS JSON spec")
     p.add_argument("weights", nargs="*", help="with --group: MEMBER=WEIGHT ...")
     p.add_argument("--group", help="render a group's HTTPRoute instead")
+    p.add_argument("--guard", action="store_true",
+                   help="render `eas guard` for the namespace instead (Deployment, ServiceAccount, Role, RoleBinding)")
+    p.add_argument("--image", help="with --guard: an image with airflow-eas[kubernetes] installed")
     p.add_argument("--namespace", dest="render_namespace", help="the namespace (default: default)")
     p.add_argument("--secrets", action="store_true", help="print Secret values (redacted by default)")
     p.set_defaults(func=cmd_render)
+    p = sub.add_parser("guard", help="enforce a cluster's rollout leases: dead-man's switch and canary guard")
+    # Also accepted after the command (`eas guard --kubeconfig K`); SUPPRESS keeps the global value otherwise.
+    p.add_argument("--kubeconfig", default=argparse.SUPPRESS, help="default: the pod's service account")
+    p.add_argument("--context", default=argparse.SUPPRESS)
+    p.add_argument("--namespace", default=argparse.SUPPRESS, help="default: the context's, or the pod's")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (default 1)")
+    p.add_argument("--identity", help="this replica's name in the leader Lease (default HOSTNAME-PID)")
+    p.add_argument("--leader-lease", help="the Lease replicas elect a leader on (default airflow-eas-guard)")
+    p.add_argument("--leader-ttl", type=float, default=15.0,
+                   help="seconds a dead leader keeps the lead before a standby takes over (default 15)")
+    p.add_argument("--min-window", type=int, default=30,
+                   help="read error rates over at least this many seconds: two scrapes of the gateway's metrics "
+                        "(default 30, for Prometheus's usual 15 s)")
+    p.set_defaults(func=cmd_guard)
     p = client_cmd("logs", cmd_logs, "tail instance logs")
     p.add_argument("name")
     p.add_argument("--lines", type=int, default=100)

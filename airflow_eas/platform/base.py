@@ -351,3 +351,40 @@ class Platform(ABC):
     def asset(self, name: str) -> dict[str, Any]:
         """A registered asset (``asset:NAME`` in a spec): ``name``, ``type`` (image or data), ``uri`` with any
         credentials in it redacted, ``version``, ``used_by``. NotFound when there is none."""
+
+
+class LeaseWarden(ABC):
+    """What the rollout guard (``airflow_eas/guard.py``) needs of a platform to enforce its leases.
+
+    The guard's decisions are one implementation; each platform is driven through this:
+    ``eas server`` adapts its store (``server/guard.py``), :class:`KubernetesPlatform` is one
+    itself (``eas guard`` drives it from inside the cluster).
+    """
+
+    @abstractmethod
+    def watched_leases(self) -> list[Lease]:
+        """Every lease not yet revoked or lapsed by the guard, expired ones included."""
+
+    @abstractmethod
+    def members(self, group: str) -> dict[str, int]:
+        """The group's members and their weights now."""
+
+    @abstractmethod
+    def error_window(self, service: str, window_seconds: int) -> Metrics:
+        """A member's requests and errors over the last ``window_seconds`` (PlatformUnavailable: no source)."""
+
+    @abstractmethod
+    def revert_traffic(self, group: str, weights: dict[str, int]) -> None:
+        """Set the group's weights (the guard names every member) as the platform's own API does."""
+
+    @abstractmethod
+    def revoke_lease(self, lease: Lease, reason: str) -> None:
+        """Mark ``lease`` revoked (the group is free; its holder's next heartbeat fails with ``reason``)."""
+
+    @abstractmethod
+    def lapse_lease(self, lease: Lease, reason: str) -> None:
+        """Mark ``lease`` lapsed (nothing was split: the group is free; its holder may still renew it)."""
+
+    @abstractmethod
+    def record(self, group: str, level: str, message: str) -> None:
+        """An event on the group (info or warning), as :meth:`Platform.add_group_event` records it."""

@@ -32,7 +32,7 @@ from airflow_eas.server.assets import Assets
 from airflow_eas.server.console import mount_console
 from airflow_eas.server.front_door import FrontDoor
 from airflow_eas.server.gateway import Gateway, GatewayTimings
-from airflow_eas.server.guard import RolloutGuard
+from airflow_eas.server.guard import server_guard
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.registries import RegistryCredentials
@@ -104,7 +104,7 @@ class ControlPlane:
         self.series = SeriesStore(data_dir / "series.db")
         self.sampler = SeriesSampler(self.series, self.metrics, self.store, self.runtime)
         self.gateway_url = f"http://{config.host}:{config.gateway_port}"
-        self.guard = RolloutGuard(self.store, self.metrics.window, self.set_traffic)
+        self.guard = server_guard(self.store, self.metrics.window, self.set_traffic)
 
     def start(self) -> None:
         self.metrics.start()

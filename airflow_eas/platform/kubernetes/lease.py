@@ -6,9 +6,12 @@ a real API server cannot both win (the loser gets 409 and reads again).
 
 What the single host's guard keeps in its store rides on the Lease as annotations: the
 ``stable`` member (all traffic goes back to it), the ``guard`` settings (JSON), and, once
-someone gave the group back, ``state: revoked`` with the ``reason``. Nothing in the cluster acts
-on them by itself (docs/kubernetes.md: who enforces the dead-man's switch on a cluster); a
-revoked lease is never renewed, so the run learns at its next heartbeat that it lost the group.
+someone gave the group back, ``state: revoked`` with the ``reason`` (or ``state: lapsed``: it
+expired with nothing split). ``eas guard`` (``airflow_eas/guard.py``, run in the cluster) acts on
+them as ``eas server`` does on one host; a revoked lease is never renewed, so the run learns at
+its next heartbeat that it lost the group.
+
+:func:`lead` is the guard's own leader election on a Lease of its own (not a group's).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_eas.errors import Conflict, InvalidSpec, RolloutAborted
-from airflow_eas.platform.base import LEASE_HELD, LEASE_LAPSED, GuardSettings, Lease
+from airflow_eas.platform.base import LEASE_HELD, LEASE_LAPSED, LEASE_REVOKED, GuardSettings, Lease
 from airflow_eas.platform.kubernetes.api import KubeApi
 from airflow_eas.platform.kubernetes.manifests import GROUP_LABEL, MANAGED, PREFIX, k8s_name
 from airflow_eas.platform.kubernetes.status import timestamp
@@ -120,7 +123,10 @@ def renew(api: KubeApi, namespace: str, group: str, holder: str, ttl_seconds: fl
         if seen.revoked:
             raise RolloutAborted(seen.reason or f"group {group!r}: the lease was revoked")
         spec = {"leaseDurationSeconds": max(1, round(ttl_seconds)), "renewTime": _micro_time(time.time())}
-        annotations = {STABLE_ANNOTATION: stable} if stable else {}
+        # A lapsed lease (nothing was split) is held again, with its stable member and guard.
+        annotations: dict[str, Any] = {STATE_ANNOTATION: None, REASON_ANNOTATION: None}
+        if stable:
+            annotations[STABLE_ANNOTATION] = stable
         try:
             return to_lease(group, _patch(api, namespace, current, annotations, spec))
         except Conflict:
@@ -143,3 +149,71 @@ def release(api: KubeApi, namespace: str, group: str, holder: str) -> None:
     if current is None or (current.get("spec") or {}).get("holderIdentity") != holder:
         return
     api.delete("Lease", namespace, k8s_name(group))
+
+
+def watched(api: KubeApi, namespace: str) -> list[Lease]:
+    """The groups' leases the guard watches: every one not yet marked revoked or lapsed, expired ones included."""
+    out = []
+    for obj in api.list("Lease", namespace, dict(MANAGED)):
+        group = ((obj.get("metadata") or {}).get("labels") or {}).get(GROUP_LABEL)
+        if group and not _annotations(obj).get(STATE_ANNOTATION):
+            out.append(to_lease(group, obj))
+    return out
+
+
+def mark(api: KubeApi, namespace: str, lease: Lease, state: str, reason: str) -> None:
+    """Mark ``lease`` revoked or lapsed with ``reason``, if its holder still has it.
+
+    Conditional on the read ``resourceVersion``: a heartbeat racing the mark is read again and
+    marked anyway (the traffic already went back); a new holder's lease is left alone.
+    """
+    if state not in (LEASE_REVOKED, LEASE_LAPSED):
+        raise InvalidSpec(f"state: {state!r} is not {LEASE_REVOKED} or {LEASE_LAPSED}")
+    for _ in range(3):
+        current = api.find("Lease", namespace, k8s_name(lease.group))
+        if current is None or (current.get("spec") or {}).get("holderIdentity") != lease.holder:
+            return  # released, or taken by the next rollout: nothing of this lease is left to mark
+        if state == LEASE_LAPSED and _annotations(current).get(STATE_ANNOTATION) == LEASE_REVOKED:
+            return
+        if state == LEASE_LAPSED and expires_at(current) > time.time():
+            return  # renewed meanwhile: it holds again
+        try:
+            _patch(api, namespace, current, {STATE_ANNOTATION: state, REASON_ANNOTATION: reason}, {})
+            return
+        except Conflict:
+            continue
+    raise Conflict(f"group {lease.group!r}: the lease kept changing while marking it {state}")
+
+
+def lead(api: KubeApi, namespace: str, name: str, identity: str, ttl_seconds: float) -> bool:
+    """Take or renew the Lease ``name`` for ``identity``; False while another holds it unexpired.
+
+    Leader election for ``eas guard``: every write is conditional on the read ``resourceVersion``,
+    so of two guards racing for a free or expired Lease exactly one wins.
+    """
+    now = time.time()
+    spec = {"holderIdentity": identity, "leaseDurationSeconds": max(1, round(ttl_seconds)),
+            "renewTime": _micro_time(now)}
+    current = api.find("Lease", namespace, name)
+    try:
+        if current is None:
+            spec["acquireTime"] = spec["renewTime"]
+            api.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                        "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED)}, "spec": spec})
+            return True
+        holder = (current.get("spec") or {}).get("holderIdentity")
+        if holder and holder != identity and expires_at(current) > now:
+            return False
+        if holder != identity:
+            spec["acquireTime"] = spec["renewTime"]
+        _patch(api, namespace, current, {}, spec)
+        return True
+    except Conflict:
+        return False  # another guard wrote first: it leads
+
+
+def resign(api: KubeApi, namespace: str, name: str, identity: str) -> None:
+    """Give the leader Lease back at shutdown, so a standby takes over at once instead of after its TTL."""
+    current = api.find("Lease", namespace, name)
+    if current is not None and (current.get("spec") or {}).get("holderIdentity") == identity:
+        api.delete("Lease", namespace, name)

@@ -17,12 +17,15 @@ import requests
 
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, PlatformUnavailable
 from airflow_eas.platform.base import (
+    LEASE_LAPSED,
+    LEASE_REVOKED,
     SERIES_WINDOWS,
     Event,
     GroupInfo,
     GroupMember,
     GuardSettings,
     Lease,
+    LeaseWarden,
     Metrics,
     Platform,
     Series,
@@ -38,12 +41,13 @@ from airflow_eas.prometheus import PrometheusClient
 from airflow_eas.spec import REDACTED, ServiceSpec, parse_spec
 
 MAX_EVENTS = 20
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 EVENT_LEVELS = ("info", "warning", "error")
 LEVEL_ANNOTATION = f"{m.PREFIX}/level"
 ROLLOUT_REASON = "EasRollout"  # the reason of the rollouts' own events on a group's HTTPRoute
 
 
-class KubernetesPlatform(Platform):
+class KubernetesPlatform(Platform, LeaseWarden):
     """EAS services as Deployments, groups as weighted HTTPRoutes, leases as Leases.
 
     :param api_client: an authenticated ``kubernetes.client.ApiClient``
@@ -88,6 +92,24 @@ class KubernetesPlatform(Platform):
         except (ConfigException, OSError) as exc:
             raise InvalidSpec(f"kubeconfig {path or '~/.kube/config'}: {exc}") from None
         return cls(client, ClusterSettings.from_extras(extras or {}, namespace=namespace))
+
+    @classmethod
+    def in_cluster(cls, namespace: str | None = None, extras: dict[str, Any] | None = None) -> KubernetesPlatform:
+        """Inside a pod: its service account's token and CA; the pod's namespace unless one is named."""
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except ConfigException as exc:
+            raise InvalidSpec(f"not inside a cluster ({exc}): pass --kubeconfig PATH") from None
+        if namespace is None:
+            try:
+                namespace = open(SERVICE_ACCOUNT_NAMESPACE).read().strip() or None
+            except OSError:
+                namespace = None
+        return cls(client.ApiClient(configuration), ClusterSettings.from_extras(extras or {}, namespace=namespace))
 
     # -- services --------------------------------------------------------------------------
 
@@ -208,6 +230,10 @@ class KubernetesPlatform(Platform):
         return [self._group_info(_group_of(r), r) for r in routes if _group_of(r) and not _service_of(r)]
 
     def set_traffic(self, group: str, weights: dict[str, int]) -> GroupInfo:
+        return self._group_info(group, self._set_weights(group, weights))
+
+    def _set_weights(self, group: str, weights: dict[str, int]) -> dict[str, Any]:
+        """Patch the members' weights; the patched route (no Secret read: the guard's Role has none)."""
         if not isinstance(weights, dict) or not weights:
             raise InvalidSpec('weights: expected an object of member -> weight, e.g. {"fraud_green": 20}')
         for member, weight in weights.items():
@@ -223,7 +249,7 @@ class KubernetesPlatform(Platform):
         patched = self._write_weights(route, {**members, **weights})
         for member, weight in weights.items():
             self._event(member, "Normal", "Traffic", f"group {group}: weight set to {weight}")
-        return self._group_info(group, patched)
+        return patched
 
     def acquire_lease(
         self,
@@ -262,6 +288,38 @@ class KubernetesPlatform(Platform):
 
     def asset(self, name: str) -> dict[str, Any]:
         raise InvalidSpec(m.no_assets(f"asset:{name}"))
+    # -- the guard's view (LeaseWarden: what `eas guard` enforces) ---------------------------
+
+    def watched_leases(self) -> list[Lease]:
+        return leases.watched(self.api, self.ns)
+
+    def members(self, group: str) -> dict[str, int]:
+        route = self.api.find("HTTPRoute", self.ns, m.k8s_name(group))
+        if route is None or _service_of(route):
+            raise NotFound(f"group {group!r} not found")
+        return self._members(group, route)
+
+    def error_window(self, service: str, window_seconds: int) -> Metrics:
+        return self.metrics(service, window_seconds)
+
+    def revert_traffic(self, group: str, weights: dict[str, int]) -> None:
+        self._set_weights(group, weights)
+
+    def revoke_lease(self, lease: Lease, reason: str) -> None:
+        leases.mark(self.api, self.ns, lease, LEASE_REVOKED, reason)
+
+    def lapse_lease(self, lease: Lease, reason: str) -> None:
+        leases.mark(self.api, self.ns, lease, LEASE_LAPSED, reason)
+
+    def record(self, group: str, level: str, message: str) -> None:
+        self._group_event(group, level, message)
+
+    def lead(self, name: str, identity: str, ttl_seconds: float) -> bool:
+        """Leader election among ``eas guard`` replicas on the Lease ``name`` of this namespace."""
+        return leases.lead(self.api, self.ns, name, identity, ttl_seconds)
+
+    def resign(self, name: str, identity: str) -> None:
+        leases.resign(self.api, self.ns, name, identity)
 
     # -- data plane ------------------------------------------------------------------------
 

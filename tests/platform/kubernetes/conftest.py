@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,30 @@ def prometheus(exporter: Exporter) -> Iterator[Prometheus]:
     p = Prometheus(exporter.port).start()
     yield p
     p.stop()
+
+
+GROUP_RPS = 30.0
+
+
+@pytest.fixture
+def gateway_traffic(exporter: Exporter, controllers: Controllers) -> Iterator[Exporter]:
+    """The gateway's telemetry: GROUP_RPS requests/s into each group, split by its HTTPRoute's current weights."""
+    api, ns = controllers.api, controllers.namespace
+    cache: dict[str, Any] = {"at": 0.0, "rates": {}}
+
+    def split() -> dict[tuple[str, str], float]:
+        if time.monotonic() - cache["at"] < 0.5:  # a gateway picks up route changes within a moment, too
+            return cache["rates"]
+        out = {}
+        for route in api.list("HTTPRoute", ns, {"app.kubernetes.io/managed-by": "airflow-eas"}):
+            if "airflow-eas.io/service" in route["metadata"]["labels"]:
+                continue  # a member's own route: nobody calls it here
+            refs = route["spec"]["rules"][0]["backendRefs"]
+            total = sum(r["weight"] for r in refs) or 1
+            out.update({(ns, r["name"]): GROUP_RPS * r["weight"] / total for r in refs})
+        cache.update(at=time.monotonic(), rates=out)
+        return out
+
+    exporter.split = split
+    yield exporter
+    exporter.split = None

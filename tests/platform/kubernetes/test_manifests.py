@@ -224,3 +224,41 @@ def test_role_is_a_valid_role_granting_every_kind_the_platform_touches() -> None
     assert {plural for _, plural in RESOURCES.values()} <= granted | {"pods"}
     assert "pods/log" in granted
     assert not any("*" in rule["verbs"] or "update" in rule["verbs"] for role in roles for rule in role["rules"])
+
+
+def test_render_guard_is_valid_and_least_privileged(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EAS_KUBERNETES_EXTRAS", json.dumps({"prometheus_url": "http://prometheus.monitoring:9090",
+                                                            "gateway_name": "eg"}))
+    assert main(["render", "--guard", "--namespace", "ml", "--image", "registry.example.com/eas/guard:1.0"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    for doc in docs:
+        validate(doc)
+    kinds = by_kind(docs)
+    assert sorted(kinds) == ["Deployment", "Role", "RoleBinding", "ServiceAccount"]
+    assert all(d["metadata"]["namespace"] == "ml" for d in docs)
+    dep = kinds["Deployment"]
+    assert dep["spec"]["replicas"] == 1
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == kinds["ServiceAccount"]["metadata"]["name"]
+    container = pod["containers"][0]
+    assert container["image"] == "registry.example.com/eas/guard:1.0"
+    assert container["command"][:2] == ["eas", "guard"]
+    assert "--leader-lease" in container["command"], "replicas elect one leader: two never fight"
+    extras = json.loads(next(e["value"] for e in container["env"] if e["name"] == "EAS_KUBERNETES_EXTRAS"))
+    assert extras == {"prometheus_url": "http://prometheus.monitoring:9090"}, "only what the guard reads"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    binding = kinds["RoleBinding"]
+    assert binding["roleRef"]["name"] == kinds["Role"]["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "airflow-eas-guard", "namespace": "ml"}]
+    rules = kinds["Role"]["rules"]
+    granted = {r for rule in rules for r in rule["resources"]}
+    assert granted == {"leases", "httproutes", "deployments", "events"}, "no secrets, pods or services"
+    assert not any("*" in rule["verbs"] or "update" in rule["verbs"] for rule in rules)
+
+
+def test_render_guard_refuses_a_spec_beside_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "--guard", "--group", "fraud", "fraud_blue=100"]) == 1
+    assert capsys.readouterr().err.strip() == "eas: --guard renders the guard alone: drop the spec, --group and weights"
+    assert main(["render", "--image", "x:1", "--group", "fraud", "fraud_blue=100"]) == 1
+    assert "--image" in capsys.readouterr().err

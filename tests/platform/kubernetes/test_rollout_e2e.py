@@ -9,7 +9,6 @@ weights (read from the emulated API server), each member failing at its version'
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,30 +22,6 @@ from tests.provider.conftest import run_plan, task_states
 
 # dag.test() on a busy machine: Airflow alone takes half a minute to start the first task.
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
-GROUP_RPS = 30.0
-
-
-@pytest.fixture
-def gateway_traffic(exporter: Exporter, controllers: Controllers) -> Iterator[Exporter]:
-    api, ns = controllers.api, controllers.namespace
-    cache: dict[str, Any] = {"at": 0.0, "rates": {}}
-
-    def split() -> dict[tuple[str, str], float]:
-        if time.monotonic() - cache["at"] < 0.5:  # a gateway picks up route changes within a moment, too
-            return cache["rates"]
-        out = {}
-        for route in api.list("HTTPRoute", ns, {"app.kubernetes.io/managed-by": "airflow-eas"}):
-            if "airflow-eas.io/service" in route["metadata"]["labels"]:
-                continue  # a member's own route: nobody calls it here
-            refs = route["spec"]["rules"][0]["backendRefs"]
-            total = sum(r["weight"] for r in refs) or 1
-            out.update({(ns, r["name"]): GROUP_RPS * r["weight"] / total for r in refs})
-        cache.update(at=time.monotonic(), rates=out)
-        return out
-
-    exporter.split = split
-    yield exporter
-    exporter.split = None
 
 
 def seed(kube_conn: str, controllers: Controllers, group: str) -> Any:

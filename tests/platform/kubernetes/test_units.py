@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_eas.errors import Conflict
+from airflow_eas.errors import Conflict, RolloutAborted
 from airflow_eas.platform.kubernetes import lease
 from airflow_eas.platform.kubernetes.api import merge_diff
 from airflow_eas.platform.kubernetes.config import ClusterSettings
@@ -52,7 +52,10 @@ class RacingApi:
         if patch["metadata"].get("resourceVersion") != str(self.version):
             raise Conflict("the object has been modified")
         assert self.obj is not None
-        self.obj = {**self.obj, "spec": {**self.obj["spec"], **patch["spec"]}}
+        notes = {**(self.obj["metadata"].get("annotations") or {}), **(patch["metadata"].get("annotations") or {})}
+        self.obj = {**self.obj, "metadata": {**self.obj["metadata"],
+                                             "annotations": {k: v for k, v in notes.items() if v is not None}},
+                    "spec": {**self.obj["spec"], **patch["spec"]}}
         self.version += 1
         return self.obj
 
@@ -82,3 +85,28 @@ def test_an_expired_lease_taken_by_two_has_one_winner() -> None:
     api.before_write.append(lambda: lease.acquire(api, "ml", "g", "run-2", 60))  # type: ignore[arg-type]
     with pytest.raises(Conflict, match="leased by 'run-2'"):
         lease.acquire(api, "ml", "g", "run-1", 60)  # type: ignore[arg-type]
+
+
+def test_an_expired_leader_lease_taken_by_two_guards_has_one_leader() -> None:
+    api = RacingApi()
+    api.obj = {"metadata": {"name": "airflow-eas-guard"},
+               "spec": {"holderIdentity": "guard-0", "leaseDurationSeconds": 5,
+                        "renewTime": lease._micro_time(time.time() - 10)}}
+    won: list[bool] = []
+    api.before_write.append(lambda: won.append(lease.lead(api, "ml", "airflow-eas-guard", "guard-2", 5)))  # type: ignore[arg-type]
+    assert lease.lead(api, "ml", "airflow-eas-guard", "guard-1", 5) is False  # type: ignore[arg-type]
+    assert won == [True]
+    assert api.obj["spec"]["holderIdentity"] == "guard-2"
+    assert lease.lead(api, "ml", "airflow-eas-guard", "guard-1", 5) is False, "it leads until it lapses"  # type: ignore[arg-type]
+
+
+def test_a_heartbeat_racing_the_revocation_still_loses_the_group() -> None:
+    api = RacingApi()
+    lease.acquire(api, "ml", "g", "run-1", 1, stable="g_blue")  # type: ignore[arg-type]
+    seen = lease.get(api, "ml", "g")  # type: ignore[arg-type]
+    assert seen is not None
+    # The guard already moved the traffic; the run's late heartbeat lands before the mark is written.
+    api.before_write.append(lambda: lease.renew(api, "ml", "g", "run-1", 60))  # type: ignore[arg-type]
+    lease.mark(api, "ml", seen, "revoked", "the lease of run-1 lapsed")  # type: ignore[arg-type]
+    with pytest.raises(RolloutAborted, match="the lease of run-1 lapsed"):
+        lease.renew(api, "ml", "g", "run-1", 60)  # type: ignore[arg-type]
