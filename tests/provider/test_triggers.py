@@ -60,6 +60,7 @@ def _first_event(trigger) -> dict:
 def test_wait_trigger_renews_the_lease_and_fails_once_the_platform_reverted(monkeypatch) -> None:
     import time
 
+    from airflow_eas.platform.aio import ThreadedPlatform
     from airflow_eas.triggers.eas import EasWaitTrigger
     from tests.fakes import FakePlatform
 
@@ -67,7 +68,7 @@ def test_wait_trigger_renews_the_lease_and_fails_once_the_platform_reverted(monk
     platform.add_member("g_blue", "g", weight=50)
     platform.add_member("g_green", "g", weight=50)
     platform.acquire_lease("g", "dag/run", 4, stable="g_blue")
-    monkeypatch.setattr(EasWaitTrigger, "_platform", lambda self: platform)
+    monkeypatch.setattr(EasWaitTrigger, "_platform", lambda self: ThreadedPlatform(platform))
     lease = {"group": "g", "holder": "dag/run", "ttl_seconds": 4}
 
     bake = EasWaitTrigger(moment=time.time() + 2.5, eas_conn_id="c", poll_interval=0.1, lease=lease)
