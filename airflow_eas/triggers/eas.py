@@ -251,11 +251,13 @@ class EasBaseTrigger(BaseTrigger):
     async def _wait_for_event(self) -> dict[str, Any]:
         errors = 0
         platform: AsyncPlatform | None = None
+        connected = False
         try:
             while True:
                 try:
-                    if platform is None:
+                    if not connected:
                         platform = await asyncio.to_thread(self._platform)
+                        connected = True
                     await self._heartbeat(platform)
                     event = await self.poll(platform)
                     errors = 0
