@@ -30,21 +30,21 @@ system:
 # A Docker engine for the docker runtime (installs docker.io, starts dockerd where none answers).
 # Never fails: without an engine the docker tests skip and say why.
 # Also a registry (docker-registry, htpasswd from apache2-utils) for the private-image tests and
-# Debian's docker-compose (1.29) for the compose test.
+# Debian's docker-compose (1.29) for the compose test, and debootstrap, which `eas image build` makes the base image with.
 docker:
 	@scripts/ensure-dockerd.sh || echo "no Docker engine here: the docker runtime's tests will skip"
 	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null && command -v docker-compose >/dev/null \
-	  || { echo "installing docker-registry, apache2-utils and docker-compose with apt-get"; \
+	  && command -v debootstrap >/dev/null \
+	  || { echo "installing docker-registry, apache2-utils, docker-compose and debootstrap with apt-get"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils \
-	    docker-compose; } >/dev/null || echo "not installed: the registry and compose tests will skip"; }
+	    docker-compose debootstrap; } >/dev/null || echo "not installed: the registry, compose and image tests will skip"; }
 
-# The docker runtime's images, built offline and skipped when up to date (airflow_eas/server/image/):
-# airflow-eas/base:bookworm (debootstrap), airflow-eas/model-server (sklearn, xgboost, lightgbm, onnx),
-# airflow-eas/model-server-pmml (+ Java, pypmml) and airflow-eas/web-demo (a FastAPI app).
-image: deps
-	@scripts/ensure-dockerd.sh
-	PY=$(PY) scripts/build-image.sh all
-	PY=$(PY) scripts/build-image.sh compose
+# The docker runtime's images, built offline and skipped when up to date, by `eas image build` (as a
+# pip-installed server builds them, from airflow_eas/server/image/): airflow-eas/base:bookworm (debootstrap),
+# airflow-eas/model-server (sklearn, xgboost, lightgbm, onnx), airflow-eas/model-server-pmml (+ Java, pypmml),
+# airflow-eas/web-demo (a FastAPI app), and the compose stack's postgres and airflow images.
+image: deps docker
+	$(VENV)/bin/eas image build all compose
 
 demo: system deps
 	$(PY) -m airflow_eas.demo

@@ -318,6 +318,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
 # -- parser -------------------------------------------------------------------------------
 
 
+def add_client_options(p: argparse.ArgumentParser) -> None:
+    """Where a command finds its eas server."""
+    p.add_argument("--endpoint", help="control plane URL (env EAS_ENDPOINT)")
+    p.add_argument("--token", help="admin token (env EAS_TOKEN)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eas", description="EAS-style model serving on one host or a cluster.")
     parser.add_argument("--kubeconfig", help="talk to a Kubernetes cluster with this kubeconfig instead of an "
@@ -328,8 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def client_cmd(name: str, func, help_: str, json_flag: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--endpoint", help="control plane URL (env EAS_ENDPOINT)")
-        p.add_argument("--token", help="admin token (env EAS_TOKEN)")
+        add_client_options(p)
         if json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(func=func)
@@ -348,8 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="docker runtime: image of processor deployments (env EAS_MODEL_SERVER_IMAGE, "
                         "default airflow-eas/model-server:latest, built by make image)")
     p.add_argument("--instance-user", default=None,
-                   help="process runtime: the user instances run as (env EAS_INSTANCE_USER; default auto: "
-                        "eas-instance, created when missing, where the server runs as root; root: the server's user)")
+                   help="process runtime: the user instances run as (env EAS_INSTANCE_USER; default auto: where "
+                        "the server runs as root, a uid of its own per service; root: the server's user; NAME: that "
+                        "user for every service)")
     p.set_defaults(func=cmd_server)
 
     client_cmd("create", cmd_create, "create a service from an EAS JSON spec", True).add_argument("spec")
@@ -375,8 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", nargs="+")
     p.set_defaults(func=cmd_group_traffic)
     for p in g.choices.values():
-        p.add_argument("--endpoint", help="control plane URL (env EAS_ENDPOINT)")
-        p.add_argument("--token", help="admin token (env EAS_TOKEN)")
+        add_client_options(p)
 
     p = client_cmd("invoke", cmd_invoke, "send one request through the gateway")
     p.add_argument("name")

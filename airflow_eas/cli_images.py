@@ -1,18 +1,24 @@
-"""``eas registry`` (logins the server pulls with) and ``eas asset`` (named images and data sets).
+"""``eas registry`` (logins the server pulls with), ``eas asset`` (named images and data sets) and
+``eas image build`` (the docker runtime's images, built on this host).
 
-Both talk to the server's ``/api/v2/registries`` and ``/api/v2/assets`` (server/app.py).
-A password is read from standard input (``--password-stdin``), never from the command line,
-so it stays out of shell history and the process list.
+The registry and asset commands talk to the server's ``/api/v2/registries`` and ``/api/v2/assets``
+(server/app.py). A password is read from standard input (``--password-stdin``), never from the
+command line, so it stays out of shell history and the process list. Every subcommand is one row
+of ``COMMANDS``: its arguments, its handler, and whether it talks to a server.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
-from airflow_eas.cli import _client, _print_json, _table, _when
+from airflow_eas.cli import _client, _print_json, _table, _when, add_client_options
 from airflow_eas.errors import InvalidSpec
+from airflow_eas.server.image.build import DEFAULT, TARGETS, build
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
@@ -85,42 +91,68 @@ def cmd_asset_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_image_commands(sub: argparse._SubParsersAction) -> None:
-    reg = sub.add_parser("registry", help="registry logins the server pulls images with")
-    r = reg.add_subparsers(dest="registry_command", required=True)
-    p = r.add_parser("login", help="store a login for a registry (password from stdin)")
-    p.add_argument("registry", help="host[:port], e.g. registry.example.com or 127.0.0.1:5000")
-    p.add_argument("-u", "--username", required=True)
-    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    p.set_defaults(func=cmd_registry_login)
-    p = r.add_parser("list", help="registries with a stored login (no passwords)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_registry_list)
-    p = r.add_parser("logout", help="forget a registry's login")
-    p.add_argument("registry")
-    p.set_defaults(func=cmd_registry_logout)
+def cmd_image_build(args: argparse.Namespace) -> int:
+    build(args.names)
+    print(f"built (or up to date): {', '.join(args.names)}")
+    return 0
 
-    ast = sub.add_parser("asset", help="named images and warm-up data, used as \"asset:NAME\" in specs")
-    a = ast.add_subparsers(dest="asset_command", required=True)
-    p = a.add_parser("create", help="register an image or a data set under a name")
-    p.add_argument("name")
-    p.add_argument("--type", required=True, choices=["image", "data"])
-    p.add_argument("--uri", required=True, help="image reference, or data URI (file://, oss://, http(s)://)")
-    p.add_argument("--description", default="")
-    p.add_argument("--version", default="v1")
-    p.add_argument("--update", action="store_true", help="replace an existing asset of that name")
-    p.set_defaults(func=cmd_asset_create)
-    p = a.add_parser("list", help="list assets and the services using them")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_asset_list)
-    p = a.add_parser("desc", help="describe an asset")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_asset_desc)
-    p = a.add_parser("delete", help="delete an asset no service uses")
-    p.add_argument("name")
-    p.set_defaults(func=cmd_asset_delete)
-    for group in (r, a):
-        for p in group.choices.values():
-            p.add_argument("--endpoint", help="control plane URL (env EAS_ENDPOINT)")
-            p.add_argument("--token", help="admin token (env EAS_TOKEN)")
+
+Arg = tuple[tuple[str, ...], dict[str, Any]]
+JSON: Arg = (("--json",), {"action": "store_true", "help": "machine-readable output"})
+NAME: Arg = (("name",), {})
+REGISTRY: Arg = (("registry",), {"help": "host[:port], e.g. registry.example.com or 127.0.0.1:5000"})
+
+
+@dataclass(frozen=True)
+class Sub:
+    """One ``eas GROUP NAME`` subcommand."""
+
+    name: str
+    help: str
+    func: Callable[[argparse.Namespace], int]
+    args: tuple[Arg, ...] = ()
+    client: bool = True  # talks to a server: takes --endpoint and --token
+    epilog: str = ""
+
+
+IMAGE_NAMES: Arg = (("names",), {"nargs": "*", "default": list(DEFAULT), "metavar": "NAME",
+                                  "help": f"what to build (default: {' '.join(DEFAULT)}), from the list below"})
+
+
+COMMANDS: dict[str, tuple[str, tuple[Sub, ...]]] = {
+    "registry": ("registry logins the server pulls images with", (
+        Sub("login", "store a login for a registry (password from stdin)", cmd_registry_login, (
+            REGISTRY, (("-u", "--username"), {"required": True}),
+            (("--password-stdin",), {"action": "store_true", "help": "read the password from standard input"}))),
+        Sub("list", "registries with a stored login (no passwords)", cmd_registry_list, (JSON,)),
+        Sub("logout", "forget a registry's login", cmd_registry_logout, (REGISTRY,)),
+    )),
+    "asset": ("named images and warm-up data, used as \"asset:NAME\" in specs", (
+        Sub("create", "register an image or a data set under a name", cmd_asset_create, (
+            NAME, (("--type",), {"required": True, "choices": ["image", "data"]}),
+            (("--uri",), {"required": True, "help": "image reference, or data URI (file://, oss://, http(s)://)"}),
+            (("--description",), {"default": ""}), (("--version",), {"default": "v1"}),
+            (("--update",), {"action": "store_true", "help": "replace an existing asset of that name"}))),
+        Sub("list", "list assets and the services using them", cmd_asset_list, (JSON,)),
+        Sub("desc", "describe an asset", cmd_asset_desc, (NAME, JSON)),
+        Sub("delete", "delete an asset no service uses", cmd_asset_delete, (NAME,)),
+    )),
+    "image": ("the docker runtime's images, built here offline (debootstrap, docker import, docker build)", (
+        Sub("build", "build images from the files shipped in this package, skipping what is up to date",
+            cmd_image_build, (IMAGE_NAMES,), client=False,
+            epilog="images:\n" + "\n".join(f"  {name:<18} {what}" for name, what in TARGETS.items())),
+    )),
+}
+
+
+def add_image_commands(sub: argparse._SubParsersAction) -> None:
+    for command, (help_, subs) in COMMANDS.items():
+        group = sub.add_parser(command, help=help_).add_subparsers(dest=f"{command}_command", required=True)
+        for s in subs:
+            p = group.add_parser(s.name, help=s.help, description=s.help, epilog=s.epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+            for flags, kwargs in s.args:
+                p.add_argument(*flags, **kwargs)
+            if s.client:
+                add_client_options(p)
+            p.set_defaults(func=s.func)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from airflow_eas.asset_refs import resolve_value
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, RolloutAborted
 from airflow_eas.platform.aio import AsyncPlatform
 from airflow_eas.platform.base import (
@@ -30,7 +31,7 @@ from airflow_eas.platform.base import (
     Platform,
     ServiceInfo,
 )
-from airflow_eas.spec import ServiceSpec, check_name, parse_spec, spec_dict
+from airflow_eas.spec import REDACTED_USERINFO, ServiceSpec, check_name, parse_spec, spec_dict
 
 MEMBER_SUFFIXES = ("blue", "green")
 ScaleDown = Literal["stop", "zero", "keep"]
@@ -197,11 +198,20 @@ def _fetch_object(uri: str, cache: Path | None) -> Path:
 
 
 def warmup_bodies(platform: Platform, service: str, *, data: list[Any] | None, data_path: str | None) -> list[bytes]:
-    """The warm-up bodies: ``data``, else the file at ``data_path``, else the spec's ``warm_up_data_path``."""
+    """The warm-up bodies: ``data``, else the file at ``data_path``, else the spec's ``warm_up_data_path``.
+
+    A path may be ``asset:NAME``: the platform's asset of type data, as the model server resolves it."""
     if data:
         return [encode_body(b) for b in data]
     path = data_path or platform.describe(service).spec.get("warm_up_data_path")
-    return read_warmup_file(path) if path else []
+    if not path:
+        return []
+    uri = resolve_value("warm_up_data_path", path, platform.asset)
+    if REDACTED_USERINFO in uri:
+        raise InvalidSpec(f"warm-up data {path}: the asset's URI carries credentials, which the platform does not "
+                          "hand out; let the model server replay it (warm_up_data_path), or use an oss:// URI "
+                          "with EAS_OSS_* settings")
+    return read_warmup_file(uri)
 
 
 @dataclass

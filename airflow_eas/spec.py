@@ -378,6 +378,7 @@ def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, A
 
 REDACTED = "******"
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+REDACTED_USERINFO = "***@"  # what a URL's user-info reads once redacted
 # Env names that hold secrets whatever ``secret`` says (EAS users put keys in env without marking them)
 _SECRET_NAME = re.compile(r"(?i)(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|API_KEY|CREDENTIAL)")
 
@@ -389,7 +390,7 @@ def env_is_secret(env: dict[str, Any]) -> bool:
 
 def redact_url(text: str) -> str:
     """``text`` with the user-info of every URL in it (``https://user:pw@host``) replaced."""
-    return _URL_USERINFO.sub(r"\1***@", text)
+    return _URL_USERINFO.sub(r"\1" + REDACTED_USERINFO, text)
 
 
 def _secret_slots(spec: dict[str, Any]) -> dict[tuple[str, ...], str]:

@@ -74,6 +74,7 @@ class FakePlatform(Platform):
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     invoked: list[tuple[str, bytes]] = field(default_factory=list)
     group_events: dict[str, list[Event]] = field(default_factory=dict)
+    assets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"type": ..., "uri": ...}
 
     # -- test set-up -------------------------------------------------------------------------
 
@@ -253,3 +254,8 @@ class FakePlatform(Platform):
 
     def add_group_event(self, group: str, level: str, message: str) -> None:
         self.group_events.setdefault(group, []).append(Event(time.time(), level, message))
+
+    def asset(self, name: str) -> dict[str, Any]:
+        if name not in self.assets:
+            raise NotFound(f"asset {name!r} not found (eas asset list)")
+        return self.assets[name]

@@ -56,8 +56,8 @@ def test_wheel_metadata_and_image_files(wheel: Path) -> None:
     requires = meta.get_all("Requires-Dist")
     core = [r for r in requires if "extra ==" not in r]
     assert not any(r.startswith(("apache-airflow", "scikit-learn", "docker", "fastapi")) for r in core), core
-    for f in ("Dockerfile", "Dockerfile.pmml", "Dockerfile.web-demo", "build-image.sh", "requirements.txt",
-              "web-demo.json", "web_demo.py"):
+    for f in ("Dockerfile", "Dockerfile.pmml", "Dockerfile.web-demo", "build-image.sh", "build.py",
+              "requirements.txt", "web-demo.json", "web_demo.py"):
         assert f"airflow_eas/server/image/{f}" in names, f
     assert not any(n.startswith("tests/") for n in names)
 
@@ -103,6 +103,10 @@ def test_clean_venv_runs_server_and_a_processor(wheel: Path, tmp_path: Path) -> 
                                   cwd=tmp_path, timeout=60)
 
         wait_until(lambda: eas("list").returncode == 0, 30, "the API")
+        # the images' builder ships with the server (`eas image build`; building is tests/docker's)
+        res = eas("image", "build", "model-sever")
+        assert res.returncode == 1
+        assert res.stderr.startswith("eas: unknown image 'model-sever': choose from model-server,"), res.stderr
         assert eas("create", str(spec)).returncode == 0
         wait_until(lambda: json.loads(eas("desc", "wheel_svc", "--json").stdout)["status"] == "Running", 90,
                    "Running")

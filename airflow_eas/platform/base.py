@@ -346,3 +346,8 @@ class Platform(ABC):
     @abstractmethod
     def add_group_event(self, group: str, level: str, message: str) -> None:
         """Record an event (level info, warning or error) on a group; :meth:`describe_group` shows it."""
+
+    @abstractmethod
+    def asset(self, name: str) -> dict[str, Any]:
+        """A registered asset (``asset:NAME`` in a spec): ``name``, ``type`` (image or data), ``uri`` with any
+        credentials in it redacted, ``version``, ``used_by``. NotFound when there is none."""

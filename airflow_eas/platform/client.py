@@ -145,6 +145,9 @@ class EasClient(Platform):
     def add_group_event(self, group: str, level: str, message: str) -> None:
         self._send(api.add_group_event(group, level, message))
 
+    def asset(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v2/assets/{name}")
+
     def release_lease(self, group: str, holder: str) -> None:
         self._send(api.release_lease(group, holder))
 

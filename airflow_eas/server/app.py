@@ -36,7 +36,8 @@ from airflow_eas.server.guard import RolloutGuard
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.reconciler import DELETED, Reconciler, Timings
 from airflow_eas.server.registries import RegistryCredentials
-from airflow_eas.server.runtimes.process import ProcessRuntime, instance_user
+from airflow_eas.server.runtimes.process import ProcessRuntime
+from airflow_eas.server.runtimes.users import instance_users
 from airflow_eas.server.series import SeriesSampler, SeriesStore
 from airflow_eas.server.storage import OssConfig, storage_for
 from airflow_eas.server.store import Store
@@ -58,9 +59,13 @@ class ServerConfig:
         default_factory=lambda: os.environ.get("EAS_MODEL_SERVER_IMAGE", "airflow-eas/model-server:latest"))
     max_body_mb: float = 32.0  # the gateway answers 413 to a larger request body
     pull_images: bool = field(default_factory=lambda: os.environ.get("EAS_DOCKER_PULL", "1") not in ("0", "false"))
+    # docker runtime: an unused :src-* model-server image is pruned once it is this old (seconds; a fresh
+    # build may be about to be used by a server not started yet)
+    image_prune_age: float = field(
+        default_factory=lambda: float(os.environ.get("EAS_IMAGE_PRUNE_AGE", str(24 * 3600))))
     # object store of oss:// mounts and locations (env EAS_OSS_ENDPOINT, EAS_OSS_ACCESS_KEY_ID, ...)
     oss: OssConfig = field(default_factory=OssConfig.from_env)
-    # process runtime: who instances run as (see runtimes/process.py: instance_user)
+    # process runtime: who instances run as (see runtimes/users.py: instance_users)
     instance_user: str = field(default_factory=lambda: os.environ.get("EAS_INSTANCE_USER", "auto"))
     # the largest request body the control plane reads (a spec; 413 past it)
     max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("EAS_MAX_SPEC_BYTES", str(1024 * 1024))))
@@ -94,7 +99,7 @@ class ControlPlane:
         )
         (data_dir / "gateway").chmod(0o700)  # HAProxy's config and maps hold every service token
         storage_for(data_dir, config.oss)
-        self.runtime = _runtime(config, owner)
+        self.runtime = _runtime(config, owner, self.store)
         self.reconciler = Reconciler(self.store, self.runtime, self.gateway, self.metrics, data_dir, timings)
         self.series = SeriesStore(data_dir / "series.db")
         self.sampler = SeriesSampler(self.series, self.metrics, self.store, self.runtime)
@@ -353,13 +358,14 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _runtime(config: ServerConfig, owner: str):
+def _runtime(config: ServerConfig, owner: str, store: Store):
     if config.runtime == "process":
-        return ProcessRuntime(owner=owner, user=instance_user(config.instance_user))
+        return ProcessRuntime(owner=owner, users=instance_users(config.instance_user, store.service_uid))
     if config.runtime == "docker":
         from airflow_eas.server.runtimes.docker import DockerRuntime
 
-        return DockerRuntime(config.data_dir, model_server_image=config.model_server_image, pull=config.pull_images)
+        return DockerRuntime(config.data_dir, model_server_image=config.model_server_image, pull=config.pull_images,
+                             prune_age=config.image_prune_age)
     raise InvalidSpec(f"--runtime {config.runtime!r}: the runtimes are: process, docker")
 
 

@@ -15,13 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from airflow_eas.errors import Conflict, DeployFailed, InvalidSpec, NotFound
+from airflow_eas.asset_refs import PREFIX, references, resolve_value
+from airflow_eas.errors import Conflict, InvalidSpec
 from airflow_eas.server.store import Store
 from airflow_eas.spec import NAME_PATTERN, NAME_RULE, ServiceSpec, redact_url
-
-PREFIX = "asset:"
-# where a spec may name an asset, and the asset type each place takes
-_FIELDS = {"image": "image", "warm_up_data_path": "data"}
 
 
 class Asset(BaseModel):
@@ -66,31 +63,12 @@ def parse_asset(body: Any) -> Asset:
     return asset
 
 
-def references(spec: dict[str, Any]) -> dict[str, str]:
-    """The asset names a stored spec refers to, by field."""
-    found = {}
-    containers = spec.get("containers") or []
-    image = containers[0].get("image") if containers and isinstance(containers[0], dict) else None
-    for field, value in (("image", image), ("warm_up_data_path", spec.get("warm_up_data_path"))):
-        if isinstance(value, str) and value.startswith(PREFIX):
-            found[field] = value[len(PREFIX):]
-    return found
-
-
 def resolve(store: Store, spec: ServiceSpec) -> ServiceSpec:
     """The spec with every ``asset:NAME`` replaced by what the asset points at now."""
     refs = references(spec.model_dump(mode="json", exclude_none=True))
     if not refs:
         return spec
-    values: dict[str, str] = {}
-    for field, name in refs.items():
-        try:
-            row = store.asset(name)
-        except NotFound:
-            raise DeployFailed(f"{field}: asset {name!r} is not registered (eas asset list)") from None
-        if row["type"] != _FIELDS[field]:
-            raise DeployFailed(f"{field}: asset {name!r} is of type {row['type']}, not {_FIELDS[field]}")
-        values[field] = row["uri"]
+    values = {field: resolve_value(field, f"{PREFIX}{name}", store.asset) for field, name in refs.items()}
     update: dict[str, Any] = {}
     if "image" in values:
         update["containers"] = [spec.containers[0].model_copy(update={"image": values["image"]})]  # type: ignore[index]

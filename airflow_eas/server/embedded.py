@@ -33,7 +33,7 @@ class EmbeddedServer:
     process: subprocess.Popen | None = None
     runtime: str = "process"
     # who instances run as: the server's user unless asked (a test's interpreter may sit in a folder other
-    # users cannot enter, as /root/.pyenv here); "auto" runs them as eas-instance when this is root
+    # users cannot enter, as /root/.pyenv here); "auto" gives each service a uid of its own when this is root
     instance_user: str | None = "root"  # None: the server's default (a server of an older version has no flag)
     env: dict[str, str] | None = None  # extra environment of the server process
 

@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS assets (
     name TEXT PRIMARY KEY, type TEXT NOT NULL, uri TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
     version TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS service_uids (service TEXT PRIMARY KEY, uid INTEGER NOT NULL UNIQUE);
 """
 
 # The lease as a dead-man's switch: the member traffic goes back to, the guard, why it was revoked.
@@ -216,6 +218,20 @@ class Store:
         with self.lock:
             self._x("DELETE FROM services WHERE name=?", (name,))
             self._x("DELETE FROM events WHERE service=?", (name,))
+            self._x("DELETE FROM service_uids WHERE service=?", (name,))
+
+    def service_uid(self, service: str, candidates: Iterable[int]) -> int | None:
+        """The uid the instances of ``service`` run as (runtimes/users.py): the one recorded, else the first
+        candidate no other service holds, recorded now; None when every candidate is held."""
+        with self.lock:
+            rows = self._q("SELECT uid FROM service_uids WHERE service=?", (service,))
+            if rows:
+                return rows[0]["uid"]
+            held = {r["uid"] for r in self._q("SELECT uid FROM service_uids")}
+            uid = next((u for u in candidates if u not in held), None)
+            if uid is not None:
+                self._x("INSERT INTO service_uids(service, uid) VALUES (?, ?)", (service, uid))
+            return uid
 
     # -- instances -------------------------------------------------------------------------
 

@@ -7,29 +7,26 @@ that cannot be built (debootstrap needs Debian's mirror, the model server a whee
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from airflow_eas.errors import EasError
 from airflow_eas.server.embedded import EmbeddedServer, start_embedded
+from airflow_eas.server.image.build import build, source_tag
 from tests.conftest import APPS, deleting_new_services
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "airflow-eas/base:bookworm"
 MODEL_SERVER_REPO = "airflow-eas/model-server"
 WEB_DEMO_IMAGE = "airflow-eas/web-demo:latest"
-BUILD = ROOT / "scripts" / "build-image.sh"
 
 
 def model_server_image() -> str:
     """This checkout's model-server image, by its source tag: other checkouts may rebuild :latest meanwhile."""
-    tag = subprocess.run([str(BUILD), "tag"], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
-    return f"{MODEL_SERVER_REPO}:{tag}"
+    return f"{MODEL_SERVER_REPO}:{source_tag()}"
 
 
 @pytest.fixture(scope="session")
@@ -44,29 +41,29 @@ def docker_client():
     return client
 
 
-def _build(target: str, image: str) -> str:
-    proc = subprocess.run([str(BUILD), target], capture_output=True, text=True, timeout=900, cwd=ROOT,
-                          env={**os.environ, "PY": os.environ.get("PY", sys.executable)})
-    if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
-        pytest.skip(f"cannot build {image} with scripts/build-image.sh {target}: {tail}")
+def build_or_skip(target: str, image: str) -> str:
+    """`eas image build TARGET`, the way make image and a pip-installed server build; skips saying why not."""
+    try:
+        build([target])
+    except EasError as exc:
+        pytest.skip(f"cannot build {image} (eas image build {target}): {exc.message}")
     return image
 
 
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
-    return _build("base", BASE_IMAGE)
+    return build_or_skip("base", BASE_IMAGE)
 
 
 @pytest.fixture(scope="session")
 def model_server_images(docker_client) -> str:
     """The model server images of every built-in processor (PMML's included); returns the main one."""
-    return _build("model-server-pmml", model_server_image())
+    return build_or_skip("model-server-pmml", model_server_image())
 
 
 @pytest.fixture(scope="session")
 def web_demo_image(docker_client) -> str:
-    return _build("web-demo", WEB_DEMO_IMAGE)
+    return build_or_skip("web-demo", WEB_DEMO_IMAGE)
 
 
 @pytest.fixture(scope="session")

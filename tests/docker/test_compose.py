@@ -25,6 +25,7 @@ import yaml
 
 from airflow_eas.server.embedded import free_port
 from tests.conftest import wait_until
+from tests.docker.conftest import build_or_skip, model_server_image
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -194,13 +195,6 @@ def test_eas_server_command_runs_as_written(compose: dict, docker_client, tmp_pa
 # -- the whole stack ------------------------------------------------------------------------------------
 
 
-def _build(target: str) -> None:
-    proc = subprocess.run([str(ROOT / "scripts" / "build-image.sh"), target], capture_output=True, text=True,
-                          timeout=900, cwd=ROOT, env={**os.environ, "PY": os.environ.get("PY", sys.executable)})
-    if proc.returncode != 0:
-        pytest.skip(f"cannot build the compose images: {' | '.join(proc.stderr.strip().splitlines()[-4:])}")
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[dict]:
     """The stack up under a project name of its own, on free ports; `down -v` removes only what it made."""
@@ -209,8 +203,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[d
     joblib = pytest.importorskip("joblib")
     from sklearn.linear_model import LogisticRegression
 
-    _build("compose")
-    from tests.docker.conftest import model_server_image
+    build_or_skip("compose", "the compose images")
 
     root = tmp_path_factory.mktemp("compose")
     models = root / "models"

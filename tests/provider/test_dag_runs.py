@@ -176,6 +176,23 @@ def test_first_release_into_an_empty_group_ends_success_without_a_canary(eas_con
     assert client.get_lease(group) is None  # released at once
 
 
+def test_warm_up_replays_an_asset_registered_on_the_platform(eas_conn, airflow_db, tmp_path) -> None:
+    """`warm_up_data_path: "asset:NAME"`: the rollout's warm-up task resolves it through the platform, as the
+    model server does (it used to fail: it read "asset:NAME" as a path)."""
+    client, group = eas_conn.client, "assetwarm"
+    warm = tmp_path / "warm.jsonl"
+    warm.write_text('{"instances": [[1, 2]]}\n{"instances": [[3, 4]]}\n{"instances": [[5, 6]]}\n')
+    client._call("POST", "/api/v2/assets", json={"name": "assetwarm_data", "type": "data", "uri": f"file://{warm}"})
+    service = {**echo_service(APP_VERSION="1"), "warm_up_data_path": "asset:assetwarm_data"}
+    plan = rollout_plan("asset_warm_release", group, service=service, warmup={"count": 2})
+    run = run_plan(plan, {"version": "1"})
+    states = task_states(run)
+    assert run.state == "success", states
+    warmed = xcom(run, "warm_up")
+    assert (warmed["requests"], warmed["errors"]) == (6, 0)  # 3 bodies of the asset's file, twice
+    assert client.describe("assetwarm_blue").spec["warm_up_data_path"] == "asset:assetwarm_data"
+
+
 def test_guard_cuts_off_a_failing_canary_during_the_bake_and_the_run_fails(
     eas_conn, airflow_db, traffic_to
 ) -> None:

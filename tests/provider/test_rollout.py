@@ -248,6 +248,26 @@ def test_warm_up_counts_requests_and_failures(platform: FakePlatform) -> None:
     assert [b for _, b in platform.invoked] == [b'{"x": 1}', b"bad"] * 2
 
 
+def test_warm_up_data_may_be_an_asset_of_the_platform(platform: FakePlatform, tmp_path) -> None:
+    warm = tmp_path / "w.jsonl"
+    warm.write_text('{"a": 1}\n{"a": 2}\n')
+    platform.assets["warm"] = {"name": "warm", "type": "data", "uri": f"file://{warm}"}
+    platform.assets["img"] = {"name": "img", "type": "image", "uri": "repo/app:1"}
+    platform.assets["secret"] = {"name": "secret", "type": "data", "uri": "https://***@example.com/w.jsonl"}
+    platform.add_member("g_blue", "g")
+    platform.services["g_blue"].spec = platform.services["g_blue"].spec.model_copy(
+        update={"warm_up_data_path": "asset:warm"})
+    # the spec's warm_up_data_path, and a data_path given to the operator
+    assert rollout.warmup_bodies(platform, "g_blue", data=None, data_path=None) == [b'{"a": 1}', b'{"a": 2}']
+    assert rollout.warmup_bodies(platform, "g_blue", data=None, data_path="asset:warm") == [b'{"a": 1}', b'{"a": 2}']
+    with pytest.raises(EasError, match="asset 'gone' is not registered"):
+        rollout.warmup_bodies(platform, "g_blue", data=None, data_path="asset:gone")
+    with pytest.raises(EasError, match="asset 'img' is of type image, not data"):
+        rollout.warmup_bodies(platform, "g_blue", data=None, data_path="asset:img")
+    with pytest.raises(InvalidSpec, match="the asset's URI carries credentials"):
+        rollout.warmup_bodies(platform, "g_blue", data=None, data_path="asset:secret")
+
+
 # -- leases ------------------------------------------------------------------------------------
 
 

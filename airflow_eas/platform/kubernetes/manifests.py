@@ -12,6 +12,7 @@ import json
 import shlex
 from typing import Any
 
+from airflow_eas import asset_refs
 from airflow_eas.errors import InvalidSpec
 from airflow_eas.platform.kubernetes.config import ClusterSettings
 from airflow_eas.spec import REDACTED, ServiceSpec, StorageMount, redact_secrets
@@ -84,6 +85,10 @@ def service_manifests(
     spec: ServiceSpec, settings: ClusterSettings, *, token: str, version: int = 1, replicas: int | None = None
 ) -> list[Manifest]:
     """Everything one service needs, in apply order (Secrets and ConfigMap before the Deployment)."""
+    refs = asset_refs.references(spec.model_dump(mode="json", exclude_none=True))
+    if refs:
+        field, name = next(iter(refs.items()))
+        raise InvalidSpec(f"{field}: {no_assets(asset_refs.PREFIX + name)}")
     out = [token_secret(spec.name, settings, token)]
     credentials = credentials_secret(spec, settings)
     if credentials:
@@ -96,6 +101,12 @@ def service_manifests(
     if settings.gateway_policy == "envoy-gateway":
         out.append(security_policy(spec.name, settings, labels=member_labels(spec)))
     return out
+
+
+def no_assets(reference: str) -> str:
+    """Why ``asset:NAME`` means nothing on a cluster."""
+    return (f"{reference}: a Kubernetes cluster has no asset registry (assets are registered on an eas server); "
+            "give the image reference or data URI itself")
 
 
 def token_secret(name: str, settings: ClusterSettings, token: str, *, group: bool = False) -> Manifest:

@@ -260,6 +260,9 @@ class KubernetesPlatform(Platform):
         self.describe_group(group)  # NotFound for a group that does not exist, as on one host
         self._create_event("HTTPRoute", m.k8s_name(group), level, message.strip()[:2000])
 
+    def asset(self, name: str) -> dict[str, Any]:
+        raise InvalidSpec(m.no_assets(f"asset:{name}"))
+
     # -- data plane ------------------------------------------------------------------------
 
     def metrics(self, name: str, window_seconds: int = 60) -> Metrics:

@@ -3,6 +3,7 @@
 - ``state``: the desired state (backends, servers with weights and admin states, routes
   with tokens) and the difference between two states;
 - ``config``: the HAProxy config and map files of a state;
+- ``body_check``: large signed bodies checked against their Content-MD5 for image services;
 - ``runtime``: the master CLI socket every runtime command goes through;
 - ``supervisor``: the master process, started, reloaded hitlessly and adopted.
 """

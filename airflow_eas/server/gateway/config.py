@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_eas.server.gateway import body_check
 from airflow_eas.server.gateway.state import DRAIN, MAINT, Backend, GatewayState
 
 NOT_FOUND_BODY = '{"code":"NotFound","message":"no such service or group"}'
@@ -28,9 +29,10 @@ MB = 1024 * 1024
 DEFAULT_MAX_BODY = 32 * MB
 # HAProxy holds a request body of up to one buffer (16 KB, less the headers): an EAS signature over a
 # body that fits is checked against the body itself, over a larger one against the Content-MD5 header it
-# signs, which the model server checks against the body (req.body sees only the first buffer: that was
-# the 401 for signed bodies from about 15 KB). A larger tune.bufsize was measured here: 64 KB cost a
-# third of the gateway's throughput, 1 MB nine tenths.
+# signs, which the model server checks against the body, and the gateway for image services
+# (body_check.py; req.body sees only the first buffer: that was the 401 for signed bodies from about
+# 15 KB). A larger tune.bufsize was measured here: 64 KB cost a third of the gateway's throughput, 1 MB
+# nine tenths.
 SIGNATURE_SKEW_SECONDS = 900  # EAS's window for the Date of a signed request
 SERVER_MAXCONN = 64  # requests in flight per instance; the rest wait in HAProxy's queue
 SERVER_MAXQUEUE = 512  # requests waiting per instance; beyond that (or past QUEUE_TIMEOUT) a clean 503
@@ -78,7 +80,7 @@ class GatewayConfig:
         return self.dir / "sample.map"
 
     def render(self, state: GatewayState) -> str:
-        sections = [self._global(), self._defaults(), self._frontend(), _not_found()]
+        sections = [self._global(), self._defaults(), self._frontend(), self._checked_bodies(), _not_found()]
         sections += [_backend(b) for b in sorted(state.backends.values(), key=lambda b: b.name)]
         return "\n".join(line for section in sections for line in section)
 
@@ -90,7 +92,9 @@ class GatewayConfig:
         atomic_write(self.dir / "keys.map", keys, 0o600)
         self.write_sampling(sampling)
         atomic_write(self.dir / "backends.map", "".join(f"{name} {backend}\n" for name, (backend, _) in routes))
-        atomic_write(self.dir / "eas.lua", DATE_SKEW_LUA)
+        atomic_write(self.dir / body_check.MAP, body_check.map_text(state))
+        body_lua = body_check.lua(self.dir, self.max_body, self._too_large_body(), NO_SERVER_BODY)
+        atomic_write(self.dir / "eas.lua", DATE_SKEW_LUA + body_lua)
         atomic_write(self.cfg, self.render(state), 0o600)
 
     def write_sampling(self, sampling: dict[str, int]) -> None:
@@ -116,10 +120,16 @@ class GatewayConfig:
             f" if {{ req.hdr_val(content-length) gt {self.max_body} }}",
             *self._routing(),
             *self._authentication(),
-            f"    use_backend %[var(txn.eas_name),map_str({self.dir}/backends.map)]",
+            self._use_backend(),
             "    default_backend be_notfound",
             "",
         ]
+
+    def _use_backend(self) -> str:
+        return f"    use_backend %[var(txn.eas_name),map_str({self.dir}/backends.map)]"
+
+    def _checked_bodies(self) -> list[str]:
+        return body_check.listener(self.dir, self._routing(), self._use_backend())
 
     def _too_large_body(self) -> str:
         limit = f"{self.max_body / MB:g} MB"
@@ -167,6 +177,7 @@ class GatewayConfig:
             "    acl cookie_ok req.cook(eas_token),secure_memcmp(txn.eas_token)",
             f"    http-request return status 401 content-type application/json string '{UNAUTHORIZED_BODY}'"
             " if !signature_ok !query_token_ok !cookie_ok",
+            body_check.frontend_rule(self.dir),  # a body past the buffer, to a service that checks none
             "    http-request set-var(txn.eas_set_cookie) bool(true) if query_token_ok",
             '    http-after-response add-header Set-Cookie "eas_token=%[var(txn.eas_token)]; '
             'Path=/api/predict/%[var(txn.eas_name)]; HttpOnly; SameSite=Lax" if { var(txn.eas_set_cookie) -m bool }',

@@ -26,6 +26,9 @@ class Backend:
     servers: list[Server] = field(default_factory=list)
     # image services get the path below /api/predict/<name>, as EAS forwards to custom images
     strip_prefix: bool = False
+    # its instances do not check a signed body against its Content-MD5 (image services): the gateway
+    # does, also past its buffer (body_check.py)
+    gateway_checks_body: bool = False
 
 
 @dataclass
@@ -36,7 +39,8 @@ class GatewayState:
     def topology(self) -> tuple:
         return (
             tuple(sorted(
-                (b.name, b.http_check, b.strip_prefix, tuple(sorted((s.name, s.address) for s in b.servers)))
+                (b.name, b.http_check, b.strip_prefix, b.gateway_checks_body,
+                 tuple(sorted((s.name, s.address) for s in b.servers)))
                 for b in self.backends.values()
             )),
             tuple(sorted(self.routes.items())),

@@ -41,8 +41,7 @@ exists() { docker image inspect "$1" >/dev/null 2>&1; }
 build_base() {
   if exists "$BASE"; then say "$BASE exists"; return; fi
   if ! command -v debootstrap >/dev/null; then
-    say "installing debootstrap with apt-get"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; } >/dev/null
+    say "debootstrap is not installed: it builds $BASE once (Debian: apt-get install debootstrap)"; return 1
   fi
   local rootfs start=$SECONDS
   rootfs=$(mktemp -d /var/tmp/eas-rootfs.XXXXXX)

@@ -73,10 +73,11 @@ class Promotions:
 class Lifecycle:
     def __init__(
         self, store: Store, runtime: Runtime, launcher: Launcher, background: Background, timings: Timings,
-        sessions: Callable[[], Sessions],
+        sessions: Callable[[], Sessions], on_released: Callable[[], None] = lambda: None,
     ) -> None:
         self.store, self.runtime, self.launcher, self.bg, self.t = store, runtime, launcher, background, timings
         self.sessions = sessions
+        self.on_released = on_released  # an ended instance's resources are gone (its image may be unused now)
         self.promotions = Promotions()
         self._fails: dict[tuple[str, int], int] = defaultdict(int)
         self.handlers: dict[str, Handler] = {
@@ -165,10 +166,14 @@ class Lifecycle:
                 if now - inst.state_since > self.t.grace:
                     self.bg.fire("kill", self.runtime.kill, inst.handle)
                 return
-            self.bg.fire("release", self.runtime.release, inst.handle)
+            self.bg.fire("release", self._release, inst.handle)
         self.store.delete_instance(inst.id)
         self.bg.forget(inst.id)
         inst.state = GONE
+
+    def _release(self, handle: str) -> None:
+        self.runtime.release(handle)
+        self.on_released()
 
     def _observe_start(self, handle: str, kind: str | None, port: int) -> tuple[ExitStatus | None, bool]:
         status = self.runtime.poll(handle) if handle else None

@@ -23,6 +23,7 @@ from airflow_eas.server.gateway import Gateway, GatewayState
 from airflow_eas.server.metrics import MetricsCollector
 from airflow_eas.server.reconciler.background import Background
 from airflow_eas.server.reconciler.gateway_sync import GatewaySync
+from airflow_eas.server.reconciler.image_gc import ImageGC
 from airflow_eas.server.reconciler.launcher import Launcher
 from airflow_eas.server.reconciler.lifecycle import GONE, Lifecycle
 from airflow_eas.server.reconciler.projection import gateway_state
@@ -63,7 +64,9 @@ class Reconciler:
             gateway, sampler=self._adjust_sampling, sampling_period=self.t.sampling_period,
             throttle=self._gateway_errors,
         )
-        self.lifecycle = Lifecycle(store, runtime, self.launcher, self._background, self.t, lambda: self.sync.sessions)
+        self.image_gc = ImageGC(store, runtime, self._background, self.t.image_gc_period)
+        self.lifecycle = Lifecycle(store, runtime, self.launcher, self._background, self.t, lambda: self.sync.sessions,
+                                   on_released=self._released)
         self._handover_lock = threading.Lock()  # a state is projected and handed over as one step
         self._draining = False
         self._exit_events = False  # the runtime wakes the loop when an instance ends
@@ -211,6 +214,11 @@ class Reconciler:
                 self._fail_service(svc, exc)
         self._draining = any(i.state == DRAINING for i in self.store.instances())
         self._hand_over()
+        self.image_gc.tick()
+
+    def _released(self) -> None:
+        self.image_gc.soon()
+        self.wake()
 
     def _fail_service(self, svc: ServiceRow, exc: Exception) -> None:
         """Record on the service what went wrong with it; the pass goes on with the others."""

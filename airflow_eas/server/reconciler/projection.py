@@ -55,7 +55,8 @@ def gateway_state(store: Store, promoted: Collection[str]) -> GatewayState:
     kinds = {}
     for svc in services:
         kinds[svc.name] = kind = ServiceSpec.model_validate(svc.spec).kind
-        backend = Backend(f"s_{svc.name}", None if kind == "image" else "/ready", strip_prefix=kind == "image")
+        image = kind == "image"
+        backend = Backend(f"s_{svc.name}", None if image else "/ready", strip_prefix=image, gateway_checks_body=image)
         backend.servers = [
             Server(i.id, f"127.0.0.1:{i.port}", 1, admin_state(i, promoted)) for i in in_gateway[svc.name]
         ]
@@ -77,8 +78,8 @@ def _group_backend(
 
     per_server = server_weights(weights, {svc: sum(map(serving, in_gateway[svc])) for svc in weights})
     images = bool(weights) and all(kinds.get(s) == "image" for s in weights)
-    check = None if any(kinds.get(s) == "image" for s in weights) else "/ready"
-    backend = Backend(f"g_{grp}", check, strip_prefix=images)
+    any_image = any(kinds.get(s) == "image" for s in weights)
+    backend = Backend(f"g_{grp}", None if any_image else "/ready", strip_prefix=images, gateway_checks_body=any_image)
     for svc in weights:
         for inst in in_gateway[svc]:
             weight = per_server[svc] if serving(inst) else 0

@@ -26,6 +26,7 @@ class Timings:
     error_log_period: float = 60.0  # the same loop error is logged at most once per period
     stop_poll: float = 0.05  # while waiting for instances to exit at shutdown
     join_timeout: float = 30.0  # the loop thread finishing its tick at shutdown
+    image_gc_period: float = 3600.0  # unused images are also pruned this often (besides at start and on releases)
     # a pause between starting an instance and saving its handle: only crash tests set it (the server is a
     # separate process there, hence the environment variable)
     launch_record_delay: float = field(

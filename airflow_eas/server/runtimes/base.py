@@ -93,6 +93,11 @@ class Runtime(ABC):
     def release(self, handle: str) -> None:  # noqa: B027 - optional hook
         """Forget an instance that has ended (remove a container, ...)."""
 
+    def prune_images(self, in_use: set[str]) -> list[str]:
+        """Remove the images this runtime built up and nothing needs any more (``in_use``: the images this
+        server's services and assets name); return what was removed."""
+        return []
+
     def probe_address(self, handle: str, port: int) -> tuple[str, int]:
         """Where readiness is checked: the instance's own listener (not a proxy in front of it)."""
         return "127.0.0.1", port

@@ -42,6 +42,7 @@ from docker.types import DeviceRequest, Mount
 from airflow_eas.errors import DeployFailed, PlatformUnavailable
 from airflow_eas.server.registries import RegistryCredentials
 from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime, Usage
+from airflow_eas.server.runtimes.docker_images import prune_source_tags, split_tag
 from airflow_eas.server.storage import mounts_for
 from airflow_eas.spec import ServiceSpec
 
@@ -56,7 +57,7 @@ class DockerRuntime(Runtime):
 
     def __init__(
         self, data_dir: Path, *, model_server_image: str = MODEL_SERVER_IMAGE, pull: bool = True,
-        client: docker.DockerClient | None = None, network: str = NETWORK,
+        client: docker.DockerClient | None = None, network: str = NETWORK, prune_age: float = 24 * 3600,
     ) -> None:
         try:
             self.client = client or docker.from_env(timeout=60)
@@ -70,6 +71,7 @@ class DockerRuntime(Runtime):
         self.data_dir = str(Path(data_dir).resolve())
         self.model_server_image = model_server_image
         self.pull = pull
+        self.prune_age = prune_age
         self.default_mounts = parse_default_mounts(os.environ.get("EAS_DOCKER_MOUNTS", ""))
         self.credentials = RegistryCredentials(Path(self.data_dir))
         self.network = network
@@ -279,6 +281,11 @@ class DockerRuntime(Runtime):
             return None
         return namespace_listens(pid, inner) if pid else None
 
+    def prune_images(self, in_use: set[str]) -> list[str]:
+        """The unused ``:src-*`` tags of this server's model-server repositories (runtimes/docker_images.py)."""
+        mine = {self.model_server_image, model_server_image_for(self.model_server_image, "pmml")}
+        return prune_source_tags(self.api, {split_tag(i)[0] for i in mine}, in_use | mine, min_age=self.prune_age)
+
     def end_unknown(self, known: set[str]) -> list[str | int]:
         """Remove this server's running containers whose id the store does not hold (created just before a
         crash, before the id was saved)."""
@@ -430,10 +437,7 @@ def model_server_image_for(image: str, processor: str | None) -> str:
     (``airflow-eas/model-server:latest`` -> ``airflow-eas/model-server-pmml:latest``)."""
     if processor != "pmml":
         return image
-    name = image.partition("@")[0]  # a digest names the other image's content: the tag stands for both
-    repo, sep, tag = name.rpartition(":")
-    if not sep or "/" in tag:  # no tag (a ":" of a registry port is not one)
-        repo, tag = name, "latest"
+    repo, tag = split_tag(image)  # a digest names the other image's content: the tag stands for both
     return f"{repo}-pmml:{tag}"
 
 

@@ -84,6 +84,14 @@ class InstanceGroup:
             return  # not ours to create (a read-only cgroup mount): the rlimit fallback applies
         self.dirs = made
 
+    def restrict_to(self, gid: int) -> None:
+        """Only the instance's own group may look inside its control groups (what runs there, what it uses):
+        the instance reads its limits, as runtimes that size themselves to them do; other services see
+        nothing. The files stay root's: the instance cannot raise its own limits."""
+        for group in self.dirs:
+            os.chown(group, -1, gid)
+            group.chmod(0o750)
+
     def enter(self) -> None:
         """In the child, before it executes the instance (as root, before privileges are dropped)."""
         for group in self.dirs:

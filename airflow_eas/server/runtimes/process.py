@@ -7,7 +7,8 @@ can be adopted again), stdout and stderr appended to its log file. The handle is
 An instance gets only what its spec gives it (plus ``PORT`` and what the model server
 needs), never the server's own environment, and carries ``EAS_OWNER`` so that a
 restarted server finds every process it started, also one whose handle was never saved.
-Where the server runs as root, instances run as an unprivileged user. ``metadata.cpu``
+Where the server runs as root, each service's instances run as a uid of the service's own
+(``users``), so they cannot read another service's environment or files. ``metadata.cpu``
 and ``memory`` are enforced (``limits``).
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shlex
 import shutil
 import signal
@@ -30,20 +30,20 @@ from airflow_eas.errors import DeployFailed
 from airflow_eas.server.runtimes.base import ExitStatus, LaunchRequest, Runtime, Usage
 from airflow_eas.server.runtimes.exits import ExitWatcher
 from airflow_eas.server.runtimes.limits import InstanceGroup, Limits
+from airflow_eas.server.runtimes.users import Identity, InstanceUsers
 
 OWNER_ENV = "EAS_OWNER"  # marks every process a server started, with that server's id
 # what a program needs from the host to start at all; nothing else of the server's environment passes
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH")
-INSTANCE_USER = "eas-instance"
 
 
 class ProcessRuntime(Runtime):
     name = "process"
     instant_poll = True  # a waitpid or a look at the process table
 
-    def __init__(self, owner: str = "", user: str | None = None) -> None:
+    def __init__(self, owner: str = "", users: InstanceUsers | None = None) -> None:
         self.owner = owner
-        self.user = pwd.getpwnam(user) if user else None
+        self.users = users or InstanceUsers()
         self._children: dict[int, subprocess.Popen] = {}
         self._watched: dict[int, psutil.Process] = {}  # psutil measures CPU between two calls on one object
         self._groups: dict[int, InstanceGroup] = {}
@@ -70,25 +70,30 @@ class ProcessRuntime(Runtime):
         except ValueError as exc:  # validated when accepted; a spec stored by an older server may not be
             raise DeployFailed(f"containers[0].command cannot be split into arguments ({exc})") from None
 
-    def environment(self, request: LaunchRequest) -> dict[str, str]:
+    def environment(self, request: LaunchRequest, identity: Identity | None = None) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env["HOME"] = str(request.workdir)
+        if identity is not None:  # a uid without a passwd entry: getpass.getuser() reads these
+            env["USER"] = env["LOGNAME"] = identity.name
         env.update(request.env)
         env[OWNER_ENV] = self.owner
         return env
 
     def launch(self, request: LaunchRequest) -> str:
         argv = self.command(request)
-        self._hand_over_files(request, argv[0])
+        identity = self.users.identity(request.spec.name)
+        self._hand_over_files(request, argv[0], identity)
         metadata = request.spec.metadata
         group = InstanceGroup(request.instance_id, Limits(metadata.cpu, metadata.memory))
+        if identity is not None:
+            group.restrict_to(identity.gid)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(request.log_path, "ab") as log:
             try:
                 proc = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=self.environment(request), cwd=str(request.workdir), start_new_session=True,
-                    preexec_fn=self._child_setup(group),  # cgroup entry and setuid: before exec
+                    env=self.environment(request, identity), cwd=str(request.workdir), start_new_session=True,
+                    preexec_fn=self._child_setup(group, identity),  # cgroup entry and setuid: before exec
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 group.remove()
@@ -98,42 +103,43 @@ class ProcessRuntime(Runtime):
         self.exits.watch(proc.pid)
         return f"{proc.pid}:{_start_time(proc.pid)}"
 
-    def _child_setup(self, group: InstanceGroup) -> Callable[[], None]:
-        user = self.user
-
+    @staticmethod
+    def _child_setup(group: InstanceGroup, identity: Identity | None) -> Callable[[], None]:
         def setup() -> None:  # in the child, between fork and exec: as root until the last line
             group.enter()
-            if user is not None:
+            if identity is not None:
                 os.setgroups([])
-                os.setgid(user.pw_gid)
-                os.setuid(user.pw_uid)
+                os.setgid(identity.gid)
+                os.setuid(identity.uid)
 
         return setup
 
-    def _hand_over_files(self, request: LaunchRequest, program: str) -> None:
-        """The instance user owns its work folder (its own spec inside, 0600) and its cache."""
-        if self.user is None:
+    @staticmethod
+    def _hand_over_files(request: LaunchRequest, program: str, identity: Identity | None) -> None:
+        """The instance's user owns its work folder (its own spec inside, 0600) and its cache."""
+        if identity is None:
             return
         resolved = shutil.which(program, path=os.environ.get("PATH")) or program
         if not _reachable_by_others(Path(resolved)):
             raise DeployFailed(
-                f"the instance user {self.user.pw_name!r} cannot execute {resolved} (a folder above it is closed "
+                f"the instance user {identity.name!r} cannot execute {resolved} (a folder above it is closed "
                 "to other users): install it where others can read it, or start the server with --instance-user "
                 "root to run instances as the server's user"
             )
         if not _reachable_by_others(request.workdir.parent):
             raise DeployFailed(
-                f"the instance user {self.user.pw_name!r} cannot reach its work folder {request.workdir} (a folder "
+                f"the instance user {identity.name!r} cannot reach its work folder {request.workdir} (a folder "
                 "above the data dir is closed to other users): put the data dir where others may pass through"
             )
-        uid, gid = self.user.pw_uid, self.user.pw_gid
+        uid, gid = identity.uid, identity.gid
         cache = request.env.get("EAS_CACHE_DIR")
         for folder in (request.workdir, Path(cache) if cache else None):
             if folder is None:
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o700)
-            os.chown(folder, uid, gid)
+            if folder.stat().st_uid != uid:  # what an instance wrote under an earlier user is still its own
+                _chown_tree(folder, uid, gid)
         for file in request.workdir.iterdir():
             if file.is_file():
                 os.chown(file, uid, gid)
@@ -249,27 +255,12 @@ def pids_listen(pids: list[int], port: int) -> bool | None:
     return False
 
 
-def instance_user(wanted: str) -> str | None:
-    """The user instances run as: ``auto`` is ``eas-instance`` (created when missing) where the server runs
-    as root, else the server's own user; ``root`` or an empty value: the server's user."""
-    if wanted in ("", "root") or (wanted == "auto" and os.geteuid() != 0):
-        return None
-    name = INSTANCE_USER if wanted == "auto" else wanted
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        if wanted != "auto":
-            raise DeployFailed(f"--instance-user {name!r}: no such user") from None
-        useradd = shutil.which("useradd")
-        if useradd is None:
-            return "nobody"
-        subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                       check=False, capture_output=True)
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            return "nobody"
-    return name
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                os.lchown(os.path.join(folder, name), uid, gid)
 
 
 def _reachable_by_others(path: Path) -> bool:

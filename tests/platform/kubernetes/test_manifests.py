@@ -172,6 +172,8 @@ def test_refusals() -> None:
         parse_spec({**IMAGE, "cloud": {"networking": {}}})
     with pytest.raises(InvalidSpec, match="max_surge and max_unavailable cannot both be 0"):
         m.deployment(parse_spec({**IMAGE, "metadata": {"rolling_strategy": {"max_surge": 0}}}), SETTINGS)
+    with pytest.raises(InvalidSpec, match="warm_up_data_path: asset:warm: a Kubernetes cluster has no asset registry"):
+        m.service_manifests(parse_spec({**PROCESSOR, "warm_up_data_path": "asset:warm"}), SETTINGS, token="t" * 8)
     with pytest.raises(InvalidSpec, match="unknown extra.s. promethus_url"):
         ClusterSettings.from_extras({"promethus_url": "http://p", "kube_config_path": "/x"})
 

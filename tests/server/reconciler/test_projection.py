@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from airflow_eas.server.gateway import DRAIN, MAINT, READY
+from airflow_eas.server.gateway import DRAIN, MAINT, READY, body_check
 from airflow_eas.server.reconciler.projection import gateway_state, group_server_name, server_weights
 from airflow_eas.server.store import DELETED, DRAINING, RUNNING, STARTING, InstanceRow, Store
 from tests.conftest import echo_spec
@@ -67,3 +67,18 @@ def test_a_deleted_service_keeps_its_backend_but_loses_its_route(tmp_path: Path)
     state = gateway_state(store, promoted=set())
     assert "gone" not in state.routes
     assert [s.name for s in state.backends["s_gone"].servers] == ["gone-aaa"], "in-flight requests finish"
+
+
+def test_the_gateway_checks_signed_bodies_only_where_no_instance_does(tmp_path: Path) -> None:
+    """The model server checks a large signed body against its Content-MD5 itself; an image service does
+    not, so its routes (and those of a group with an image member) are the gateway's to check."""
+    store = Store(tmp_path / "state.db")
+    store.insert_service("image", echo_spec("image", group="mixed"), 1, "t1", "mixed")
+    store.join_group("mixed", "image", "group-token")
+    store.insert_service("model", {"name": "model", "processor": "sklearn", "model_path": "file:///m.joblib",
+                                   "metadata": {"instance": 1, "group": "mixed"}}, 1, "t2", "mixed")
+    store.join_group("mixed", "model", "group-token")
+    store.insert_service("alone", {"name": "alone", "processor": "sklearn", "model_path": "file:///m.joblib"},
+                         1, "t3", None)
+    state = gateway_state(store, promoted=set())
+    assert body_check.map_text(state) == "image 1\nmixed 1\n"

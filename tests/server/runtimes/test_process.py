@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,12 +14,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from airflow_eas.server.embedded import EmbeddedServer, free_port
 from airflow_eas.server.runtimes.base import LaunchRequest
 from airflow_eas.server.runtimes.limits import InstanceGroup, Limits
-from airflow_eas.server.runtimes.process import OWNER_ENV, ProcessRuntime, instance_user
+from airflow_eas.server.runtimes.process import OWNER_ENV, ProcessRuntime
+from airflow_eas.server.runtimes.users import ServiceUsers
+from airflow_eas.server.store import Store
 from airflow_eas.spec import parse_spec
-from tests.conftest import APPS, echo_spec, wait_running, wait_until
+from tests.conftest import wait_until
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user (the test interpreter may not be)
 
@@ -73,7 +73,7 @@ def test_under_root_an_instance_runs_unprivileged_and_cannot_read_the_servers_se
     secret.write_text("every token")
     secret.chmod(0o600)
     tmp_path.chmod(0o711)
-    rt = ProcessRuntime(owner="test-user", user=instance_user("auto"))
+    rt = ProcessRuntime(owner="test-user", users=ServiceUsers(Store(tmp_path / "uids.db").service_uid))
     code = (f"import os; print('uid', os.getuid()); print(open('spec.json').read());\n"
             f"try: open({str(secret)!r}).read(); print('READ')\nexcept PermissionError: print('DENIED')")
     request = _request(tmp_path, code)
@@ -143,32 +143,3 @@ def test_readiness_is_the_instances_own_listener_not_whoever_took_its_port(runti
     request.env["PORT"] = str(port)
     own = runtime.launch(request)
     assert wait_until(lambda: runtime.listens(own, port), 10, "the instance to listen")
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
-def test_a_server_under_root_runs_its_instances_as_eas_instance() -> None:
-    """End to end: `eas server` as root with the default instance user and EAS_TOKEN in its environment; the
-    instance serves from its own folder, as eas-instance, without the token, and cannot read the store."""
-    data_dir = Path(tempfile.mkdtemp(prefix="eas-user-", dir="/tmp"))  # not under a 0700 folder
-    server = EmbeddedServer(data_dir, free_port(), free_port(), instance_user="auto",
-                            env={"EAS_TOKEN": "the-admin-token-must-not-leak"})
-    server.start()
-    try:
-        spec = echo_spec("as_user")
-        spec["containers"][0]["command"] = f"{SYSTEM_PYTHON} {APPS / 'echo_app.py'}"
-        server.client.create(parse_spec(spec))
-        info = wait_running(server.client, "as_user", 1)
-        port = int(info.instance_list[0].address.rsplit(":", 1)[1])
-        pid = next(c.pid for c in psutil.net_connections("tcp")
-                   if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN)
-        instance = psutil.Process(pid)
-        assert instance.username() == "eas-instance"
-        assert "EAS_TOKEN" not in instance.environ()
-        for secret in ("state.db", "admin_token", "gateway/haproxy.cfg", "services/as_user/v1/../../../state.db"):
-            probe = subprocess.run([SYSTEM_PYTHON, "-c", f"open({str(data_dir / secret)!r}).read(1)"],
-                                   user="eas-instance", capture_output=True, text=True, check=False)
-            assert "PermissionError" in probe.stderr, (secret, probe.stderr)
-        server.client.delete("as_user")
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
