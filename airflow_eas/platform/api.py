@@ -94,6 +94,11 @@ def _nothing(_: Any) -> None:
     return None
 
 
+def as_is(body: Any) -> Any:
+    """The answer's JSON itself (a raw call)."""
+    return body
+
+
 # -- services -------------------------------------------------------------------------------------
 
 
@@ -143,6 +148,10 @@ def logs(name: str, lines: int) -> Call[str]:
 
 def endpoint_token(name: str) -> Call[str]:
     return Call("GET", f"/api/v2/endpoints/{name}", lambda body: body["token"])
+
+
+def asset(name: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"/api/v2/assets/{name}", dict)
 
 
 def gateway_url() -> Call[str]:
