@@ -23,16 +23,18 @@ requests, error rate, p99, baseline, each check) for the task log and XCom.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from airflow_eas.errors import EasError, InvalidSpec
+from airflow_eas.platform.aio import AsyncPlatform
 from airflow_eas.platform.base import Metrics, Platform
-from airflow_eas.prometheus import query_scalar
+from airflow_eas.prometheus import query_scalar, query_scalar_async
 from airflow_eas.spec import format_errors
 
 SUCCESSFUL = "Successful"
@@ -40,6 +42,7 @@ INCONCLUSIVE = "Inconclusive"
 ERROR = "Error"
 FAILED = "Failed"
 _SEVERITY = {SUCCESSFUL: 0, INCONCLUSIVE: 1, ERROR: 2, FAILED: 3}
+T = TypeVar("T")
 
 
 def worst(*results: str) -> str:
@@ -218,14 +221,12 @@ def _compare_with_baseline(
     return [], None
 
 
-def evaluate_check(check: MetricCheck, query: Callable[[str, str, float], float | None] = query_scalar) -> dict:
-    """One custom check: its value and result (``Error`` when Prometheus cannot answer)."""
+def judge_check(check: MetricCheck, value: float | None | EasError) -> dict[str, Any]:
+    """One custom check from the value its query gave (``Error`` when Prometheus could not answer)."""
     q = check.prometheus
     out: dict[str, Any] = {"name": check.name, "query": q.query, "value": None}
-    try:
-        value = query(q.url, q.query, q.timeout_seconds)
-    except EasError as exc:
-        return {**out, "result": ERROR, "reason": f"{check.name}: {exc.message}"}
+    if isinstance(value, EasError):
+        return {**out, "result": ERROR, "reason": f"{check.name}: {value.message}"}
     out["value"] = value
     if value is None:
         return {**out, "result": INCONCLUSIVE, "reason": f"{check.name}: no data"}
@@ -236,6 +237,53 @@ def evaluate_check(check: MetricCheck, query: Callable[[str, str, float], float 
     return {**out, "result": SUCCESSFUL, "reason": f"{check.name} = {value:g}"}
 
 
+def judge(
+    service: str,
+    plan: AnalysisPlan,
+    candidate: Metrics | EasError,
+    baseline: Metrics | EasError | None,
+    values: list[float | None | EasError],
+) -> Measurement:
+    """One measurement from what was read (an EasError where a read failed); the worst result wins.
+
+    The reading is the caller's, sync (:func:`measure`) or async (:func:`measure_async`): both judge here.
+    """
+    if isinstance(candidate, EasError):
+        measurement = Measurement(ERROR, [f"cannot read metrics of {service}: {candidate.message}"])
+    else:
+        # an unreadable baseline: no comparison possible; the absolute limits still apply
+        measurement = evaluate(candidate, plan, baseline if isinstance(baseline, Metrics) else None)
+    for check, value in zip(plan.metrics, values, strict=True):
+        outcome = judge_check(check, value)
+        measurement.checks.append(outcome)
+        if outcome["result"] != SUCCESSFUL:
+            measurement.reasons.append(outcome["reason"])
+        measurement.result = worst(measurement.result, outcome["result"])
+    return measurement
+
+
+def _wants_baseline(plan: AnalysisPlan, baseline_service: str | None) -> bool:
+    return bool(baseline_service) and plan.baseline_tolerance is not None
+
+
+def _read(read: Callable[..., T], *args: Any) -> T | EasError:
+    try:
+        return read(*args)
+    except EasError as exc:
+        return exc
+
+
+async def _read_async(read: Callable[..., Awaitable[T]], *args: Any) -> T | EasError:
+    try:
+        return await read(*args)
+    except EasError as exc:
+        return exc
+
+
+async def _no_read() -> None:
+    return None
+
+
 def measure(
     platform: Platform,
     service: str,
@@ -244,26 +292,32 @@ def measure(
     *,
     query: Callable[[str, str, float], float | None] = query_scalar,
 ) -> Measurement:
-    """One measurement of ``service``: data-plane metrics and every custom check; the worst result wins."""
-    try:
-        candidate = platform.metrics(service, plan.window_seconds)
-    except EasError as exc:
-        measurement = Measurement(ERROR, [f"cannot read metrics of {service}: {exc.message}"])
-    else:
-        baseline = None
-        if baseline_service and plan.baseline_tolerance is not None:
-            try:
-                baseline = platform.metrics(baseline_service, plan.window_seconds)
-            except EasError:
-                baseline = None  # no comparison possible; the absolute limits still apply
-        measurement = evaluate(candidate, plan, baseline)
-    for check in plan.metrics:
-        outcome = evaluate_check(check, query)
-        measurement.checks.append(outcome)
-        if outcome["result"] != SUCCESSFUL:
-            measurement.reasons.append(outcome["reason"])
-        measurement.result = worst(measurement.result, outcome["result"])
-    return measurement
+    """One measurement of ``service``: data-plane metrics and every custom check (see :func:`judge`)."""
+    candidate = _read(platform.metrics, service, plan.window_seconds)
+    baseline = None
+    if _wants_baseline(plan, baseline_service) and not isinstance(candidate, EasError):
+        baseline = _read(platform.metrics, baseline_service, plan.window_seconds)
+    values = [_read(query, c.prometheus.url, c.prometheus.query, c.prometheus.timeout_seconds) for c in plan.metrics]
+    return judge(service, plan, candidate, baseline, values)
+
+
+async def measure_async(
+    platform: AsyncPlatform,
+    service: str,
+    plan: AnalysisPlan,
+    baseline_service: str | None = None,
+    *,
+    query: Callable[[str, str, float], Awaitable[float | None]] = query_scalar_async,
+) -> Measurement:
+    """:func:`measure` on the caller's event loop (a trigger): every read at once, judged alike."""
+    candidate, baseline, *values = await asyncio.gather(
+        _read_async(platform.metrics, service, plan.window_seconds),
+        _read_async(platform.metrics, baseline_service, plan.window_seconds)
+        if _wants_baseline(plan, baseline_service) else _no_read(),
+        *(_read_async(query, c.prometheus.url, c.prometheus.query, c.prometheus.timeout_seconds)
+          for c in plan.metrics),
+    )  # fmt: skip
+    return judge(service, plan, candidate, baseline, values)
 
 
 # -- several measurements -----------------------------------------------------------------------

@@ -21,7 +21,7 @@ import httpx
 
 from airflow_eas.errors import InvalidSpec, PlatformUnavailable
 
-__all__ = ["PrometheusClient", "Range", "Sample", "query_scalar"]
+__all__ = ["PrometheusClient", "Range", "Sample", "query_scalar", "query_scalar_async"]
 
 
 @dataclass(frozen=True)
@@ -55,25 +55,19 @@ class PrometheusClient:
 
     def query(self, promql: str) -> list[Sample]:
         """The samples of an instant query, NaN values dropped (a ratio of nothing is no data)."""
-        data = self._get("query", promql, {})
-        kind, result = data.get("resultType"), data.get("result")
-        if kind in ("scalar", "string"):
-            samples = [Sample({}, float(result[1]))] if result else []
-        elif kind == "vector":
-            samples = [Sample(r.get("metric") or {}, float(r["value"][1])) for r in result or []]
-        else:
-            raise InvalidSpec(f"the query {promql!r} gives a {kind}; give one that gives an instant vector or scalar")
-        return [s for s in samples if not math.isnan(s.value)]
+        return _samples(promql, self._get("query", promql, {}))
+
+    async def query_async(self, promql: str) -> list[Sample]:
+        """:meth:`query` on the caller's event loop (a trigger's custom checks)."""
+        return _samples(promql, await self._get_async("query", promql, {}))
 
     def value(self, promql: str) -> float | None:
         """The query's one value; ``None`` when there is no data; InvalidSpec when it gives several series."""
-        samples = self.query(promql)
-        if not samples:
-            return None
-        if len(samples) > 1:
-            raise InvalidSpec(f"the query {promql!r} gives {len(samples)} series; aggregate it to one "
-                              "(e.g. sum(...) or max(...))")
-        return samples[0].value
+        return _one_value(promql, self.query(promql))
+
+    async def value_async(self, promql: str) -> float | None:
+        """:meth:`value` on the caller's event loop."""
+        return _one_value(promql, await self.query_async(promql))
 
     def query_range(self, promql: str, *, start: float, end: float, step: float) -> list[Range]:
         """Each series of ``promql`` evaluated every ``step`` seconds from ``start`` to ``end`` (both included)."""
@@ -86,14 +80,34 @@ class PrometheusClient:
             out.append(Range(r.get("metric") or {}, [(t, v) for t, v in points if not math.isnan(v)]))
         return out
 
+    def _request(self, endpoint: str, promql: str, params: dict[str, str]) -> dict[str, Any]:
+        return {
+            "url": f"{self.url}/api/v1/{endpoint}",
+            "params": {"query": promql, "timeout": f"{self.timeout:g}s", **params},
+            "timeout": self.timeout + 1,
+        }
+
     def _get(self, endpoint: str, promql: str, params: dict[str, str]) -> dict[str, Any]:
-        url = f"{self.url}/api/v1/{endpoint}"
         try:
             # trust_env=False: a proxy from the environment must not sit between a worker and its Prometheus.
-            resp = httpx.get(url, params={"query": promql, "timeout": f"{self.timeout:g}s", **params},
-                             timeout=self.timeout + 1, trust_env=False)
+            resp = httpx.get(**self._request(endpoint, promql, params), trust_env=False)
         except httpx.HTTPError as exc:
-            raise PlatformUnavailable(f"cannot reach Prometheus at {self.url}: {exc.__class__.__name__}") from None
+            raise self._unreachable(exc) from None
+        return self._data(promql, resp)
+
+    async def _get_async(self, endpoint: str, promql: str, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            async with httpx.AsyncClient(trust_env=False) as http:
+                resp = await http.get(**self._request(endpoint, promql, params))
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        return self._data(promql, resp)
+
+    def _unreachable(self, exc: httpx.HTTPError) -> PlatformUnavailable:
+        return PlatformUnavailable(f"cannot reach Prometheus at {self.url}: {exc.__class__.__name__}")
+
+    def _data(self, promql: str, resp: httpx.Response) -> dict[str, Any]:
+        """The ``data`` of an answer, or the typed error it means."""
         try:
             body: dict[str, Any] = resp.json()
         except ValueError:
@@ -107,9 +121,34 @@ class PrometheusClient:
         return body.get("data") or {}
 
 
+def _samples(promql: str, data: dict[str, Any]) -> list[Sample]:
+    kind, result = data.get("resultType"), data.get("result")
+    if kind in ("scalar", "string"):
+        samples = [Sample({}, float(result[1]))] if result else []
+    elif kind == "vector":
+        samples = [Sample(r.get("metric") or {}, float(r["value"][1])) for r in result or []]
+    else:
+        raise InvalidSpec(f"the query {promql!r} gives a {kind}; give one that gives an instant vector or scalar")
+    return [s for s in samples if not math.isnan(s.value)]
+
+
+def _one_value(promql: str, samples: list[Sample]) -> float | None:
+    if not samples:
+        return None
+    if len(samples) > 1:
+        raise InvalidSpec(f"the query {promql!r} gives {len(samples)} series; aggregate it to one "
+                          "(e.g. sum(...) or max(...))")
+    return samples[0].value
+
+
 def query_scalar(url: str, promql: str, timeout: float = 10.0) -> float | None:
     """The one value of the instant query ``promql`` at Prometheus ``url`` (None: no data).
 
     The shape of an analysis's custom check (a URL and a query per check).
     """
     return PrometheusClient(url, timeout=timeout).value(promql)
+
+
+async def query_scalar_async(url: str, promql: str, timeout: float = 10.0) -> float | None:
+    """:func:`query_scalar` on the caller's event loop (a trigger's custom checks)."""
+    return await PrometheusClient(url, timeout=timeout).value_async(promql)

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 from airflow_eas.asset_refs import resolve_value
 from airflow_eas.errors import Conflict, EasError, InvalidSpec, NotFound, RolloutAborted
+from airflow_eas.platform.aio import AsyncPlatform
 from airflow_eas.platform.base import (
     RUNNING,
     GroupInfo,
@@ -449,7 +450,19 @@ def heartbeat(platform: Platform, lease: LeaseRef, *, stable: str | None = None)
     try:
         return platform.renew_lease(lease.group, lease.holder, lease.ttl_seconds, stable=stable)
     except RolloutAborted as exc:
-        raise RolloutAborted(f"{ABORTED_PREFIX}{exc.message}") from None
+        raise _reverted(exc) from None
+
+
+async def heartbeat_async(platform: AsyncPlatform, lease: LeaseRef) -> Lease:
+    """:func:`heartbeat` on the caller's event loop (a trigger renewing the lease while it waits)."""
+    try:
+        return await platform.renew_lease(lease.group, lease.holder, lease.ttl_seconds)
+    except RolloutAborted as exc:
+        raise _reverted(exc) from None
+
+
+def _reverted(exc: RolloutAborted) -> RolloutAborted:
+    return RolloutAborted(f"{ABORTED_PREFIX}{exc.message}")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """``EasHook``: from an Airflow connection to the :class:`~airflow_eas.platform.base.Platform` behind it.
 
 Operators, sensors and triggers never care which platform serves the models: they ask
-the hook for ``get_platform()`` and talk to the :class:`Platform` interface only.
+the hook for ``get_platform()`` (triggers: ``get_async_platform()``) and talk to the
+:class:`Platform` interface (:class:`~airflow_eas.platform.aio.AsyncPlatform`) only.
 
 =================  ===========================================================
 connection type    platform
@@ -25,6 +26,8 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from airflow_eas.errors import EasError, InvalidSpec
+from airflow_eas.platform.aio import AsyncPlatform, ThreadedPlatform
+from airflow_eas.platform.async_client import AsyncEasClient
 from airflow_eas.platform.base import Platform
 from airflow_eas.platform.client import EasClient
 
@@ -104,17 +107,30 @@ class EasHook(BaseHook):
         """The :class:`Platform` behind the connection (built once per hook)."""
         return self._platform
 
+    def get_async_platform(self) -> AsyncPlatform:
+        """The reads a trigger awaits: ``eas server`` over httpx; a cluster's in worker threads (see aio)."""
+        if self._conn_type == "eas":
+            return AsyncEasClient(self.endpoint, self.connection.password or "", timeout=self._call_timeout)
+        return ThreadedPlatform(self.get_platform())
+
     @cached_property
     def _platform(self) -> Platform:
+        if self._conn_type == "eas":
+            return EasClient(self.endpoint, self.connection.password or "", timeout=self._call_timeout)
+        return self._kubernetes_platform()
+
+    @property
+    def _conn_type(self) -> str:
         conn_type = (self.connection.conn_type or "").lower()
-        if conn_type == "eas":
-            timeout = float(self._timeout or self.extras.get("timeout") or DEFAULT_TIMEOUT)
-            return EasClient(self.endpoint, self.connection.password or "", timeout=timeout)
-        if conn_type == "kubernetes":
-            return self._kubernetes_platform()
-        raise InvalidSpec(
-            f"connection {self.eas_conn_id!r} has type {conn_type!r}; EasHook needs 'eas' or 'kubernetes'"
-        )
+        if conn_type not in ("eas", "kubernetes"):
+            raise InvalidSpec(
+                f"connection {self.eas_conn_id!r} has type {conn_type!r}; EasHook needs 'eas' or 'kubernetes'"
+            )
+        return conn_type
+
+    @property
+    def _call_timeout(self) -> float:
+        return float(self._timeout or self.extras.get("timeout") or DEFAULT_TIMEOUT)
 
     def _kubernetes_platform(self) -> Platform:
         # The cluster part of the connection (kubeconfig, context, namespace, in-cluster) is read by the

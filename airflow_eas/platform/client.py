@@ -27,19 +27,24 @@ The REST API (all calls need the admin token, ``Authorization: Bearer <token>``)
 =========================================  ==============================================
 
 Errors come back as ``{"code", "message"}`` with the matching HTTP status and are
-raised here as the same typed :class:`~airflow_eas.errors.EasError`.
+raised here as the same typed :class:`~airflow_eas.errors.EasError`. The calls and the
+reading of their answers are :mod:`airflow_eas.platform.api`'s, shared with the async
+client of the triggers (:mod:`airflow_eas.platform.async_client`); this module is the
+sync transport.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
-from airflow_eas.errors import EasError, InvalidSpec, NotFound, PlatformUnavailable
+from airflow_eas.platform import api
 from airflow_eas.platform.base import GroupInfo, GuardSettings, Lease, Metrics, Platform, Series, ServiceInfo
 from airflow_eas.spec import ServiceSpec
+
+T = TypeVar("T")
 
 
 class EasClient(Platform):
@@ -51,15 +56,11 @@ class EasClient(Platform):
     """
 
     def __init__(self, endpoint: str, token: str, *, timeout: float = 30.0) -> None:
-        if not endpoint:
-            raise InvalidSpec("no endpoint: pass --endpoint or set EAS_ENDPOINT")
-        if "://" not in endpoint:
-            endpoint = f"http://{endpoint}"
-        self.endpoint = endpoint.rstrip("/")
+        self.endpoint = api.base_url(endpoint)
         self.token = token
         self.timeout = timeout
         self._session = requests.Session()
-        self._session.headers["Authorization"] = f"Bearer {token}"
+        self._session.headers.update(api.auth_headers(token))
         self._gateway: str | None = None
 
     @classmethod
@@ -68,73 +69,65 @@ class EasClient(Platform):
 
     # -- transport -------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Any:
-        url = f"{self.endpoint}{path}"
+    def _send(self, call: api.Call[T]) -> T:
         try:
-            resp = self._session.request(method, url, json=json, params=params, timeout=self.timeout)
+            resp = self._session.request(
+                call.method, f"{self.endpoint}{call.path}", json=call.json, params=call.params, timeout=self.timeout
+            )
         except requests.RequestException as exc:
-            raise PlatformUnavailable(f"cannot reach eas server at {self.endpoint}: {_reason(exc)}") from None
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-            except ValueError:
-                body = None
-            raise EasError.from_response(resp.status_code, body, f"{method} {path}: HTTP {resp.status_code}")
-        if resp.status_code == 204 or not resp.content:
-            return None
-        if resp.headers.get("content-type", "").startswith("application/json"):
-            return resp.json()
-        return resp.text
+            raise api.unreachable(self.endpoint, exc) from None
+        return api.answer(call, resp.status_code, resp.headers.get("content-type", ""), resp.content)
+
+    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """Any REST call, its answer as JSON (tests send bodies no model class would build)."""
+        return self._send(api.Call(method, path, api.as_is, json=json, params=params))
 
     # -- services --------------------------------------------------------------------------
 
     def create(self, spec: ServiceSpec) -> ServiceInfo:
-        return ServiceInfo.from_dict(self._call("POST", "/api/v2/services", json=spec.to_json()))
+        return self._send(api.create(spec))
 
     def modify(self, spec: ServiceSpec) -> ServiceInfo:
-        return ServiceInfo.from_dict(self._call("PUT", f"/api/v2/services/{spec.name}", json=spec.to_json()))
+        return self._send(api.modify(spec))
 
     def describe(self, name: str) -> ServiceInfo:
-        return ServiceInfo.from_dict(self._call("GET", f"/api/v2/services/{name}"))
+        return self._send(api.describe(name))
 
     def list(self) -> list[ServiceInfo]:
-        return [ServiceInfo.from_dict(s) for s in self._call("GET", "/api/v2/services")["services"]]
+        return self._send(api.list_services())
 
     def scale(self, name: str, instances: int) -> ServiceInfo:
-        body = self._call("POST", f"/api/v2/services/{name}/scale", json={"instances": instances})
-        return ServiceInfo.from_dict(body)
+        return self._send(api.scale(name, instances))
 
     def start(self, name: str) -> ServiceInfo:
-        return ServiceInfo.from_dict(self._call("POST", f"/api/v2/services/{name}/start"))
+        return self._send(api.start(name))
 
     def stop(self, name: str) -> ServiceInfo:
-        return ServiceInfo.from_dict(self._call("POST", f"/api/v2/services/{name}/stop"))
+        return self._send(api.stop(name))
 
     def delete(self, name: str) -> None:
-        self._call("DELETE", f"/api/v2/services/{name}")
+        self._send(api.delete(name))
 
     def metrics(self, name: str, window_seconds: int = 60) -> Metrics:
-        body = self._call("GET", f"/api/v2/services/{name}/metrics", params={"window": window_seconds})
-        return Metrics.from_dict(body)
+        return self._send(api.metrics(name, window_seconds))
 
     def series(self, name: str, window: str = "15m") -> Series:
         """Points of ``eas server``'s time series (see :mod:`airflow_eas.server.series`), as columns."""
-        return Series.from_dict(self._call("GET", f"/api/v2/services/{name}/series", params={"window": window}))
+        return self._send(api.series(name, window))
 
     def logs(self, name: str, lines: int = 100) -> str:
-        return self._call("GET", f"/api/v2/services/{name}/logs", params={"lines": lines})["logs"]
+        return self._send(api.logs(name, lines))
 
     # -- groups ----------------------------------------------------------------------------
 
     def describe_group(self, group: str) -> GroupInfo:
-        return GroupInfo.from_dict(self._call("GET", f"/api/v2/groups/{group}"))
+        return self._send(api.describe_group(group))
 
     def list_groups(self) -> list[GroupInfo]:
-        return [GroupInfo.from_dict(g) for g in self._call("GET", "/api/v2/groups")["groups"]]
+        return self._send(api.list_groups())
 
     def set_traffic(self, group: str, weights: dict[str, int]) -> GroupInfo:
-        body = self._call("PUT", f"/api/v2/groups/{group}/traffic", json={"weights": weights})
-        return GroupInfo.from_dict(body)
+        return self._send(api.set_traffic(group, weights))
 
     def acquire_lease(
         self,
@@ -145,42 +138,32 @@ class EasClient(Platform):
         stable: str | None = None,
         guard: GuardSettings | None = None,
     ) -> Lease:
-        body = {
-            "holder": holder,
-            "ttl_seconds": ttl_seconds,
-            "stable": stable,
-            "guard": guard.to_dict() if guard else None,
-        }
-        return Lease.from_dict(self._call("POST", f"/api/v2/groups/{group}/lease", json=body))
+        return self._send(api.acquire_lease(group, holder, ttl_seconds, stable, guard))
 
     def renew_lease(self, group: str, holder: str, ttl_seconds: int, *, stable: str | None = None) -> Lease:
-        body = {"holder": holder, "ttl_seconds": ttl_seconds, "stable": stable}
-        return Lease.from_dict(self._call("PUT", f"/api/v2/groups/{group}/lease", json=body))
+        return self._send(api.renew_lease(group, holder, ttl_seconds, stable))
 
     def get_lease(self, group: str) -> Lease | None:
-        try:
-            return Lease.from_dict(self._call("GET", f"/api/v2/groups/{group}/lease"))
-        except NotFound:
-            return None
+        return self._send(api.get_lease(group))
 
     def add_group_event(self, group: str, level: str, message: str) -> None:
-        self._call("POST", f"/api/v2/groups/{group}/events", json={"level": level, "message": message})
+        self._send(api.add_group_event(group, level, message))
 
     def asset(self, name: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/v2/assets/{name}")
+        return self._send(api.asset(name))
 
     def release_lease(self, group: str, holder: str) -> None:
-        self._call("DELETE", f"/api/v2/groups/{group}/lease", params={"holder": holder})
+        self._send(api.release_lease(group, holder))
 
     # -- data plane ------------------------------------------------------------------------
 
     def gateway_url(self) -> str:
         if self._gateway is None:
-            self._gateway = self._call("GET", "/api/v2/info")["gateway"]
+            self._gateway = self._send(api.gateway_url())
         return self._gateway
 
     def invoke(self, name: str, data: bytes | str, *, timeout: float = 30.0) -> tuple[int, bytes]:
-        token = self._token_of(name)
+        token = self._send(api.endpoint_token(name))
         payload = data.encode() if isinstance(data, str) else data
         try:
             resp = requests.post(
@@ -190,17 +173,5 @@ class EasClient(Platform):
                 timeout=timeout,
             )
         except requests.RequestException as exc:
-            raise PlatformUnavailable(f"cannot reach the gateway at {self.gateway_url()}: {_reason(exc)}") from None
+            raise api.unreachable(self.gateway_url(), exc, "the gateway") from None
         return resp.status_code, resp.content
-
-    def _token_of(self, name: str) -> str:
-        body = self._call("GET", f"/api/v2/endpoints/{name}")
-        return body["token"]
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "timed out", "Name or service not known"):
-        if marker in text:
-            return marker.lower()
-    return exc.__class__.__name__

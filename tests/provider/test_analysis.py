@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
 
 from airflow_eas.analysis import (
@@ -15,8 +18,10 @@ from airflow_eas.analysis import (
     describe_measurement,
     evaluate,
     measure,
+    measure_async,
 )
 from airflow_eas.errors import InvalidSpec, PlatformUnavailable
+from airflow_eas.platform.aio import ThreadedPlatform
 from airflow_eas.platform.base import Metrics
 from tests.fakes import FakePlatform
 
@@ -80,7 +85,24 @@ def test_analysis_plan_is_validated_naming_the_field() -> None:
     assert (plan.max_error_rate, plan.interval_seconds, plan.count) == (0.05, 2.0, 4)
 
 
-def test_a_measurement_keeps_what_it_measured_and_the_worst_check_wins() -> None:
+def take(mode: str, platform: FakePlatform, service: str, plan: AnalysisPlan, baseline: str | None = None,
+         query: Callable[[str, str, float], float | None] | None = None) -> Measurement:
+    """One measurement, read sync (a sensor) or awaited (a trigger): both must judge alike."""
+    if mode == "sync":
+        return measure(platform, service, plan, baseline, **({"query": query} if query else {}))
+
+    async def aquery(url: str, q: str, timeout: float) -> float | None:
+        return query(url, q, timeout)  # type: ignore[misc]
+
+    return asyncio.run(measure_async(ThreadedPlatform(platform), service, plan, baseline,
+                                     **({"query": aquery} if query else {})))  # fmt: skip
+
+
+MODES = pytest.mark.parametrize("mode", ["sync", "async"])
+
+
+@MODES
+def test_a_measurement_keeps_what_it_measured_and_the_worst_check_wins(mode: str) -> None:
     platform = FakePlatform()
     platform.add_member("g_green", "g", weight=50)
     platform.add_member("g_blue", "g", weight=50)
@@ -92,7 +114,7 @@ def test_a_measurement_keeps_what_it_measured_and_the_worst_check_wins() -> None
     ]
     plan = AnalysisPlan(min_requests=10, baseline_tolerance=2, metrics=checks)
     answers = {"q1": 0.2, "q2": 0.95}
-    m = measure(platform, "g_green", plan, "g_blue", query=lambda url, q, timeout: answers[q])
+    m = take(mode, platform, "g_green", plan, "g_blue", lambda url, q, timeout: answers[q])
     assert m.result == SUCCESSFUL
     assert m.candidate["requests"] == 100
     assert m.baseline["service"] == "g_blue"
@@ -103,21 +125,22 @@ def test_a_measurement_keeps_what_it_measured_and_the_worst_check_wins() -> None
     assert "accuracy = 0.95" in line
 
     answers["q2"] = 0.5
-    assert measure(platform, "g_green", plan, query=lambda url, q, timeout: answers[q]).result == FAILED
+    assert take(mode, platform, "g_green", plan, query=lambda url, q, timeout: answers[q]).result == FAILED
     answers["q2"] = None  # no data
-    assert measure(platform, "g_green", plan, query=lambda url, q, timeout: answers[q]).result == INCONCLUSIVE
+    assert take(mode, platform, "g_green", plan, query=lambda url, q, timeout: answers[q]).result == INCONCLUSIVE
 
     def down(url: str, q: str, timeout: float) -> float:
         raise PlatformUnavailable("cannot reach Prometheus at http://prom")
 
-    errored = measure(platform, "g_green", plan, query=down)
+    errored = take(mode, platform, "g_green", plan, query=down)
     assert errored.result == ERROR
     assert "cannot reach Prometheus" in errored.message
 
 
-def test_unreadable_data_plane_is_an_error_not_a_failure() -> None:
+@MODES
+def test_unreadable_data_plane_is_an_error_not_a_failure(mode: str) -> None:
     platform = FakePlatform()  # no such service: metrics raise NotFound
-    assert measure(platform, "ghost", AnalysisPlan()).result == ERROR
+    assert take(mode, platform, "ghost", AnalysisPlan()).result == ERROR
 
 
 # -- several measurements -----------------------------------------------------------------------

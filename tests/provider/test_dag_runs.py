@@ -283,3 +283,51 @@ def test_triggers_run_against_the_platform(eas_conn, airflow_db) -> None:
     assert event["phase"] == "Inconclusive"
     assert "no data is never a pass" in event["message"]
     assert [m["result"] for m in event["measurements"]] == ["Inconclusive"] * 3
+
+
+RESCHEDULE_DAG = '''
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airflow_eas.sensors.eas import EasServiceReadySensor
+
+with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+    EasServiceReadySensor(task_id="ready", service="iris", eas_conn_id="{conn_id}", mode="reschedule",
+                          poke_interval=1, timeout=120, max_consecutive_errors=3, retries=0, deferrable=False)
+'''
+
+
+def test_reschedule_mode_sensor_counts_platform_errors_across_pokes(airflow_db, monkeypatch) -> None:
+    """A real reschedule run: each poke is a fresh run of the task (the task is rescheduled, its object
+    rebuilt), so the count of errors in a row must live in Airflow's task state store, not the sensor."""
+    from airflow.models import TaskInstance, TaskReschedule
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.utils.session import create_session
+
+    from airflow_eas.demo import load_dag
+    from airflow_eas.server.embedded import free_port
+    from tests.provider.conftest import DAGS_FOLDER
+
+    # The platform is down: every check is a PlatformUnavailable (retryable, so counted, not fatal at once).
+    down = {"conn_type": "eas", "host": "127.0.0.1", "port": free_port(), "password": "x"}
+    monkeypatch.setenv("AIRFLOW_CONN_EAS_DOWN", json.dumps(down))
+    dag_file = DAGS_FOLDER / "reschedule_errors.py"
+    dag_file.write_text(RESCHEDULE_DAG.format(dag_id="reschedule_errors", conn_id="eas_down"))
+    dag = load_dag(dag_file)
+
+    started = time.monotonic()
+    run = dag.test()
+    took = time.monotonic() - started
+
+    assert str(run.state) == "failed"
+    assert took < 100, f"failed after {took:.0f} s: by the sensor's timeout (120 s), not by its error count"
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id="ready").one()
+        reschedules = session.query(TaskReschedule).filter_by(ti_id=ti.id).count()
+        stored = {s.key: json.loads(s.value) for s in session.query(TaskStateStoreModel).filter_by(
+            dag_id=run.dag_id, run_id=run.run_id, task_id="ready")}  # fmt: skip
+        assert str(ti.state) == "failed"
+        assert ti.try_number == 1  # one try: the pokes are reschedules, not retries
+    assert reschedules == 2  # poke 1 and 2 rescheduled; poke 3 saw the third error in a row and failed
+    assert stored == {"consecutive_errors_try1": 3}

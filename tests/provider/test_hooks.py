@@ -14,6 +14,7 @@ from airflow_eas.errors import EasError
 
 def test_hook_builds_the_platform_from_the_connection(monkeypatch) -> None:
     from airflow_eas.hooks.eas import EasHook
+    from airflow_eas.platform.async_client import AsyncEasClient
     from airflow_eas.platform.client import EasClient
 
     monkeypatch.setenv(
@@ -24,6 +25,13 @@ def test_hook_builds_the_platform_from_the_connection(monkeypatch) -> None:
     assert isinstance(platform, EasClient)
     assert platform.endpoint == "http://10.0.0.5:8600"
     assert platform.token == "tok"
+    triggers_platform = EasHook("eas_x").get_async_platform()  # what a trigger awaits: httpx, no thread
+    assert isinstance(triggers_platform, AsyncEasClient)
+    assert triggers_platform.endpoint == "http://10.0.0.5:8600"
+    monkeypatch.setenv("AIRFLOW_CONN_EAS_HTTP", json.dumps({"conn_type": "http", "host": "10.0.0.5"}))
+    for get in (EasHook.get_platform, EasHook.get_async_platform):
+        with pytest.raises(EasError, match="connection 'eas_http' has type 'http'; EasHook needs 'eas' or"):
+            get(EasHook("eas_http"))
     monkeypatch.setenv("AIRFLOW_CONN_EAS_K8S", json.dumps({"conn_type": "kubernetes", "extra": {"gatway_name": "x"}}))
     with pytest.raises(EasError, match="unknown extra.s. gatway_name"):
         EasHook("eas_k8s").get_platform()

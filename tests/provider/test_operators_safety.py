@@ -119,7 +119,9 @@ def test_promote_makes_the_new_member_the_stable_one_and_updates_the_release_ass
     op.execute(context)
     assert fake_platform.leases["g"].stable == "g_green"
     assert extra == {"group": "g", "service": "g_green", "version": 1, "model_path": "file:///m"}
-    assert op.get_openlineage_facets_on_complete(None) is None  # OpenLineage provider not installed
+    facets = op.get_openlineage_facets_on_complete(None)  # the OpenLineage provider (dev extra)
+    assert [(d.namespace, d.name) for d in facets.inputs] == [("file", "/m")]
+    assert [(d.namespace, d.name) for d in facets.outputs] == [("eas", "groups/g")]
 
 
 # -- first release -----------------------------------------------------------------------------

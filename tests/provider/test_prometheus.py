@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import threading
@@ -13,7 +14,7 @@ import pytest
 from airflow_eas.analysis import ERROR, FAILED, INCONCLUSIVE, SUCCESSFUL, AnalysisPlan, AnalysisRun, measure
 from airflow_eas.errors import InvalidSpec, PlatformUnavailable
 from airflow_eas.platform.base import Metrics
-from airflow_eas.prometheus import query_scalar
+from airflow_eas.prometheus import query_scalar, query_scalar_async
 from airflow_eas.server.embedded import free_port
 from tests.conftest import wait_until
 from tests.fakes import FakePlatform
@@ -79,6 +80,18 @@ def test_query_scalar_answers_a_number_none_or_a_clear_error(prometheus) -> None
         query_scalar(url, '{job="canary"}')
     with pytest.raises(PlatformUnavailable, match="cannot reach Prometheus"):
         query_scalar(f"http://127.0.0.1:{free_port()}", "up", 2)
+
+
+def test_async_query_answers_as_the_sync_one(prometheus) -> None:
+    url, _ = prometheus
+    assert asyncio.run(query_scalar_async(url, "canary_accuracy")) == pytest.approx(0.97)
+    assert asyncio.run(query_scalar_async(url, "no_such_metric")) is None
+    with pytest.raises(InvalidSpec, match="refused the query"):
+        asyncio.run(query_scalar_async(url, "sum("))
+    with pytest.raises(InvalidSpec, match="aggregate it"):
+        asyncio.run(query_scalar_async(url, '{job="canary"}'))
+    with pytest.raises(PlatformUnavailable, match="cannot reach Prometheus"):
+        asyncio.run(query_scalar_async(f"http://127.0.0.1:{free_port()}", "up", 2))
 
 
 def test_custom_checks_decide_by_the_same_rules(prometheus) -> None:
