@@ -23,7 +23,9 @@ Logging every request would cost the gateway a third of its throughput at full s
 busy route logs a sample (:meth:`MetricsCollector.sampling_plan`, applied by the gateway) and
 each sampled line counts ``1000 / keep`` times: the same counts and percentiles, in
 expectation, for a few percent of the cost. Routes under :data:`LINES_PER_SECOND` log every
-request, so their numbers are exact.
+request, so their numbers are exact. An error answered by an instance (5xx, 408, 450) is logged
+whatever the sample, with weight 1: error counts are exact on a busy route too, which is what
+the canary guard and the analysis judge.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 RETENTION_SECONDS = 900
-LINES_PER_SECOND = 1000  # per route: above this rate, log a sample
+LINES_PER_SECOND = 1000  # per route: above this rate, log a sample (an instance's errors are always logged)
 SERVICE_PREFIX, GROUP_PREFIX = "s_", "g_"
 # upper bounds of the cumulative latency histogram that /metrics exposes (Prometheus's, in seconds)
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -38,7 +38,7 @@ def test_servers_render_with_their_weight_and_admin_state(tmp_path: Path) -> Non
     assert "    server green.c3 127.0.0.1:9004 weight 56 disabled" in fraud
     web = _backend_block(text, "s_web")
     assert not any("httpchk" in line for line in web), "image services are checked by TCP connect"
-    assert any("replace-path" in line for line in web), "image services get the path below the prefix"
+    assert any("set-path" in line for line in web), "image services get the path below the prefix"
 
 
 def test_request_log_can_be_switched_off(tmp_path: Path) -> None:
