@@ -9,7 +9,8 @@
    ``return 200``, started by `eas server` as an image service), so HAProxy is the bottleneck:
    the cost of tokens, routing, body limit, queueing and per-request metrics (the issue asks
    for at least 0.90 of the bare hop), in short bare/gateway pairs.
-Part 1: medians over the rounds; part 2: the median of paired short runs' ratios. Results go to the ``## Gateway`` section of docs/benchmarks.md.
+Part 1: medians over the rounds; part 2: the median of paired short runs' ratios. Results go to the
+``## Gateway`` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
