@@ -261,7 +261,7 @@ def main() -> None:
 def write_section(text: str) -> None:
     doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    doc = pattern.sub(lambda _: text, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + text
+    doc = pattern.sub(lambda _: text.rstrip() + "\n\n", doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + text
     DOC.write_text(doc)
 
 
