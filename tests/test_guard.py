@@ -21,7 +21,7 @@ from airflow_eas.platform.base import (
     Metrics,
 )
 
-NOW = time.time()  # run_once reads the clock: leases are set around it
+NOW = time.time()  # check(NOW) takes it; run_once reads the clock, so its tests pass now=time.time()
 GUARD = GuardSettings(window_seconds=10, max_error_rate=0.05, min_requests=20)
 
 
@@ -60,8 +60,8 @@ class MemoryWarden(LeaseWarden):
         self.events.append((group, level, message))
 
 
-def lease(group: str, *, expires_in: float, guard: GuardSettings | None = None) -> Lease:
-    return Lease(group, "dag/run_1", NOW + expires_in, f"{group}_blue", guard, 30.0)
+def lease(group: str, *, expires_in: float, guard: GuardSettings | None = None, now: float = NOW) -> Lease:
+    return Lease(group, "dag/run_1", now + expires_in, f"{group}_blue", guard, 30.0)
 
 
 def split(warden: MemoryWarden, group: str, green: int = 50) -> None:
@@ -121,9 +121,9 @@ def test_an_unguarded_lease_or_a_first_release_is_not_read() -> None:
 def test_an_unreachable_metrics_source_is_no_breach_and_other_groups_are_still_watched() -> None:
     w = MemoryWarden(down={"dark_green"})
     split(w, "dark")
-    w.leases["dark"] = lease("dark", expires_in=60, guard=GUARD)
+    w.leases["dark"] = lease("dark", expires_in=60, guard=GUARD, now=time.time())
     split(w, "bad")
-    w.leases["bad"] = lease("bad", expires_in=60, guard=GUARD)
+    w.leases["bad"] = lease("bad", expires_in=60, guard=GUARD, now=time.time())
     w.traffic["bad_green"] = (40, 20)
     guard = RolloutGuard(w)
     guard.run_once()
@@ -135,7 +135,7 @@ def test_an_unreachable_metrics_source_is_no_breach_and_other_groups_are_still_w
 def test_only_the_leader_acts_and_asks_again_before_acting() -> None:
     w = MemoryWarden()
     split(w, "fraud")
-    w.leases["fraud"] = lease("fraud", expires_in=-1)
+    w.leases["fraud"] = lease("fraud", expires_in=-1, now=time.time())
     RolloutGuard(w, leader=lambda: False).run_once()
     assert w.leases["fraud"].state == LEASE_HELD
     answers = iter([True, False])  # it led when the pass began, lost the lead before acting
