@@ -38,7 +38,8 @@ class ImageGC:
 
     def _run(self) -> None:
         try:
-            self.runtime.prune_images(images_in_use(self.store))
+            # the store is read only by a runtime that builds images (the process runtime prunes nothing)
+            self.runtime.prune_images(lambda: images_in_use(self.store))
         finally:
             self._running.release()
 

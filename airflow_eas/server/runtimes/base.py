@@ -93,9 +93,10 @@ class Runtime(ABC):
     def release(self, handle: str) -> None:  # noqa: B027 - optional hook
         """Forget an instance that has ended (remove a container, ...)."""
 
-    def prune_images(self, in_use: set[str]) -> list[str]:
-        """Remove the images this runtime built up and nothing needs any more (``in_use``: the images this
-        server's services and assets name); return what was removed."""
+    def prune_images(self, in_use: Callable[[], set[str]]) -> list[str]:
+        """Remove the images this runtime built up and nothing needs any more (``in_use()``: the images this
+        server's services and assets name, read only by a runtime that builds images); return what was
+        removed."""
         return []
 
     def probe_address(self, handle: str, port: int) -> tuple[str, int]:

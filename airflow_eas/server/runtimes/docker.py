@@ -33,6 +33,7 @@ import os
 import shlex
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -281,10 +282,10 @@ class DockerRuntime(Runtime):
             return None
         return namespace_listens(pid, inner) if pid else None
 
-    def prune_images(self, in_use: set[str]) -> list[str]:
+    def prune_images(self, in_use: Callable[[], set[str]]) -> list[str]:
         """The unused ``:src-*`` tags of this server's model-server repositories (runtimes/docker_images.py)."""
         mine = {self.model_server_image, model_server_image_for(self.model_server_image, "pmml")}
-        return prune_source_tags(self.api, {split_tag(i)[0] for i in mine}, in_use | mine, min_age=self.prune_age)
+        return prune_source_tags(self.api, {split_tag(i)[0] for i in mine}, in_use() | mine, min_age=self.prune_age)
 
     def end_unknown(self, known: set[str]) -> list[str | int]:
         """Remove this server's running containers whose id the store does not hold (created just before a
