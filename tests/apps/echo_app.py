@@ -48,5 +48,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 ThreadingHTTPServer.daemon_threads = True
+# socketserver's default backlog is 5: the gateway's 64 connections at once would overflow it on a busy
+# machine, and a dropped SYN reads as a dead instance (real servers listen with 128 or more)
+ThreadingHTTPServer.request_queue_size = 128
 print(f"echo_app {NAME} listening on {os.environ['PORT']}", flush=True)
 ThreadingHTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), Handler).serve_forever()

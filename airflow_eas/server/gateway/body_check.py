@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow_eas.server.gateway.state import GatewayState
+from airflow_eas.server.gateway.state import GatewayState, route_key
 
 SERVICE = "eas_checked_body"
 MAP = "body_check.map"  # routes whose signed bodies the gateway checks itself
@@ -121,14 +121,14 @@ def map_text(state: GatewayState) -> str:
     """``MAP``: the routes to backends whose instances do not check a body against its Content-MD5."""
     checked = sorted(name for name, (backend, _) in state.routes.items()
                      if (b := state.backends.get(backend)) is not None and b.gateway_checks_body)
-    return "".join(f"{name} 1\n" for name in checked)
+    return "".join(f"{route_key(name)} 1\n" for name in checked)
 
 
 def frontend_rule(folder: Path) -> str:
     """Where the public frontend hands a signed request it could not hash to the Lua service (after the
     signature over the Content-MD5 header was verified)."""
     return (f"    http-request use-service lua.{SERVICE} if signature_ok !body_whole "
-            f"{{ var(txn.eas_name),map_str({folder}/{MAP}) -m found }}")
+            f"{{ var(txn.eas_route),map_str({folder}/{MAP}) -m found }}")
 
 
 def listener(folder: Path, routing: list[str], use_backend: str) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_eas.server.gateway import body_check
-from airflow_eas.server.gateway.state import DRAIN, MAINT, Backend, GatewayState
+from airflow_eas.server.gateway.state import DRAIN, MAINT, ROUTE_PREFIX, Backend, GatewayState, route_key
 from airflow_eas.server.metrics import ERROR_4XX
 
 NOT_FOUND_BODY = '{"code":"NotFound","message":"no such service or group"}'
@@ -43,8 +43,8 @@ QUEUE_TIMEOUT = "10s"
 # mark a server down), and a dead instance is caught by the traffic instead: one refused connection
 # marks its server down at once (``observe layer4``), and the request is retried on another.
 CHECK_TIMEOUT_S = 5
-# statuses from an instance that count as errors (metrics.is_error), as an HAProxy condition
-_INSTANCE_ERROR = f"{{ status ge 500 }} || {{ status {' '.join(map(str, sorted(ERROR_4XX)))} }}"
+# an instance's answer that is not an error (metrics.is_error), as an HAProxy condition
+_NOT_AN_ERROR = f"!{{ status ge 500 }} !{{ status {' '.join(map(str, sorted(ERROR_4XX)))} }}"
 CHECK = "check inter 1s fall 3 rise 2 observe layer4 error-limit 1 on-error mark-down"
 # Lua, because HAProxy 2.6 has no converter that parses an HTTP date: seconds between a Date header
 # and the gateway clock (a huge number for an unparseable date)
@@ -89,19 +89,19 @@ class GatewayConfig:
 
     def write(self, state: GatewayState, sampling: dict[str, int]) -> None:
         """The config and its maps, each replaced atomically (HAProxy never reads a half-written file)."""
-        routes = sorted(state.routes.items())
-        atomic_write(self.dir / "tokens.map", "".join(f"{name} {token}\n" for name, (_, token) in routes), 0o600)
-        keys = "".join(f"{name} {base64.b64encode(token.encode()).decode()}\n" for name, (_, token) in routes)
+        routes = [(route_key(name), target) for name, target in sorted(state.routes.items())]
+        atomic_write(self.dir / "tokens.map", "".join(f"{key} {token}\n" for key, (_, token) in routes), 0o600)
+        keys = "".join(f"{key} {base64.b64encode(token.encode()).decode()}\n" for key, (_, token) in routes)
         atomic_write(self.dir / "keys.map", keys, 0o600)
         self.write_sampling(sampling)
-        atomic_write(self.dir / "backends.map", "".join(f"{name} {backend}\n" for name, (backend, _) in routes))
+        atomic_write(self.dir / "backends.map", "".join(f"{key} {backend}\n" for key, (backend, _) in routes))
         atomic_write(self.dir / body_check.MAP, body_check.map_text(state))
         body_lua = body_check.lua(self.dir, self.max_body, self._too_large_body(), NO_SERVER_BODY)
         atomic_write(self.dir / "eas.lua", DATE_SKEW_LUA + body_lua)
         atomic_write(self.cfg, self.render(state), 0o600)
 
     def write_sampling(self, sampling: dict[str, int]) -> None:
-        atomic_write(self.sample_map, "".join(f"{route} {n}\n" for route, n in sorted(sampling.items())))
+        atomic_write(self.sample_map, "".join(f"{route_key(route)} {n}\n" for route, n in sorted(sampling.items())))
 
     def _global(self) -> list[str]:
         return [
@@ -119,8 +119,9 @@ class GatewayConfig:
         return [
             "frontend gateway",
             f"    bind {self.host}:{self.port}",
+            # the declared length (held in the parsed message: cheaper than reading the header again)
             f"    http-request return status 413 content-type application/json string '{self._too_large_body()}'"
-            f" if {{ req.hdr_val(content-length) gt {self.max_body} }}",
+            f" if {{ req.body_size gt {self.max_body} }}",
             *self._routing(),
             *self._authentication(),
             self._use_backend(),
@@ -129,10 +130,10 @@ class GatewayConfig:
         ]
 
     def _use_backend(self) -> str:
-        return f"    use_backend %[var(txn.eas_name),map_str({self.dir}/backends.map)]"
+        return f"    use_backend %[var(txn.eas_route),map_str({self.dir}/backends.map)]"
 
     def _checked_bodies(self) -> list[str]:
-        return body_check.listener(self.dir, self._routing(), self._use_backend())
+        return body_check.listener(self.dir, [*self._routing(), self._not_found()], self._use_backend())
 
     def _too_large_body(self) -> str:
         limit = f"{self.max_body / MB:g} MB"
@@ -140,27 +141,33 @@ class GatewayConfig:
                 f'(eas server --max-body-mb)"}}')
 
     def _routing(self) -> list[str]:
+        """What every request costs before its backend; the hot path of the gateway, kept short: each map is
+        keyed by the route's path prefix ``/api/predict/<name>`` (the path's first four fields), so one fetch
+        finds a route and a path outside the prefix finds none."""
         d = self.dir
         return [
-            "    http-request set-var(txn.eas_name) path,field(4,/) if { path_beg /api/predict/ }",
-            f"    http-request set-var(txn.eas_token) var(txn.eas_name),map_str({d}/tokens.map)",
-            # busy routes log a sample (the per-mille travels in the line, so the metrics weigh it back)
-            f"    http-request set-var(txn.eas_keep) var(txn.eas_name),map_str_int({d}/sample.map,1000)",
-            "    http-request set-log-level silent if { rand(1000),sub(txn.eas_keep) ge 0 }",
-            # ...but an instance's error is always logged, counting once: error counts stay exact
-            f"    http-response set-var(txn.eas_keep) int(1000) if {_INSTANCE_ERROR}",
-            f"    http-response set-log-level info if {_INSTANCE_ERROR}",
-            f"    http-request return status 404 content-type application/json string '{NOT_FOUND_BODY}'"
-            " if !{ var(txn.eas_token) -m found }",
+            "    http-request set-var(txn.eas_route) path,field(1,/,4)",
+            f"    http-request set-var(txn.eas_token) var(txn.eas_route),map_str({d}/tokens.map)",
+            # a busy route logs a sample of its answers (the per-mille travels in the line, so the metrics weigh
+            # it back); whatever is not an instance's plain answer (its errors, HAProxy's own 5xx, an abort)
+            # is always logged and counts once: error counts stay exact
+            f"    http-request set-var(txn.eas_keep) var(txn.eas_route),map_str_int({d}/sample.map,1000)",
+            f"    http-response set-log-level silent if {{ rand(1000),sub(txn.eas_keep) ge 0 }} {_NOT_AN_ERROR}",
         ]
+
+    def _not_found(self) -> str:
+        return (f"    http-request return status 404 content-type application/json string '{NOT_FOUND_BODY}'"
+                " if !{ var(txn.eas_token) -m found }")
 
     def _authentication(self) -> list[str]:
         """A token (header, ?token= or cookie) or EAS's request signature, each compared in constant time."""
         d = self.dir
         return [
             "    acl token_ok req.fhdr(Authorization),secure_memcmp(txn.eas_token)",
-            # the common case ends the rules here: the checks below cost a token request nothing
+            # the common case ends the rules here: the checks below cost a token request nothing (an unknown
+            # route has no token, so none matches it)
             "    http-request allow if token_ok",
+            self._not_found(),
             # EAS's request signature (what the eas-prediction SDK sends): "EAS " + base64(HMAC-SHA1 keyed by
             # the token over method, body MD5, content type, Date and the path), the Date within the window
             "    acl signed req.fhdr(Authorization) -m beg \"EAS \"",
@@ -168,7 +175,7 @@ class GatewayConfig:
             f"    acl date_fresh var(txn.eas_skew) -m int le {SIGNATURE_SKEW_SECONDS}",
             f"    http-request return status 401 content-type application/json string '{STALE_DATE_BODY}'"
             " if signed !date_fresh",
-            f"    http-request set-var(txn.eas_key) var(txn.eas_name),map_str({d}/keys.map) if signed",
+            f"    http-request set-var(txn.eas_key) var(txn.eas_route),map_str({d}/keys.map) if signed",
             "    http-request set-var(txn.eas_len) req.body_size if signed",
             "    acl body_whole req.body_len,sub(txn.eas_len) eq 0",
             "    http-request set-var(txn.eas_md5) req.body,digest(md5),hex,lower if signed body_whole",
@@ -186,7 +193,7 @@ class GatewayConfig:
             body_check.frontend_rule(self.dir),  # a body past the buffer, to a service that checks none
             "    http-request set-var(txn.eas_set_cookie) bool(true) if query_token_ok",
             '    http-after-response add-header Set-Cookie "eas_token=%[var(txn.eas_token)]; '
-            'Path=/api/predict/%[var(txn.eas_name)]; HttpOnly; SameSite=Lax" if { var(txn.eas_set_cookie) -m bool }',
+            'Path=%[var(txn.eas_route)]; HttpOnly; SameSite=Lax" if { var(txn.eas_set_cookie) -m bool }',
         ]
 
     def _defaults(self) -> list[str]:
@@ -201,7 +208,6 @@ class GatewayConfig:
             "    option idle-close-on-response",
             "    retries 3",
             "    option http-buffer-request",
-            "    retry-on conn-failure empty-response",
             "    timeout connect 2s",
             "    timeout client 120s",
             "    timeout server 300s",
@@ -224,7 +230,7 @@ def _not_found() -> list[str]:
 
 
 def _backend(backend: Backend) -> list[str]:
-    lines = [f"backend {backend.name}", "    balance roundrobin"]
+    lines = [f"backend {backend.name}", "    balance roundrobin", _retry_on(backend)]
     if backend.http_check:
         lines += [f"    option httpchk GET {backend.http_check}", "    http-check expect status 200"]
     if backend.strip_prefix:
@@ -238,12 +244,22 @@ def _backend(backend: Backend) -> list[str]:
     return lines
 
 
+def _retry_on(backend: Backend) -> str:
+    """A request whose connection failed is tried again (``retries``, ``option redispatch``); one sent to an
+    instance that closed without answering (killed mid-request) is sent again to another, where there is
+    another. Resending needs a copy of every request (HAProxy copies its whole 16 KB buffer before it sends:
+    about 2.5 us of its CPU a request, where a bare hop costs it about 30), and with one instance there is
+    nowhere else to send it; nginx's ``proxy_next_upstream`` does not retry a lone server either."""
+    return "    retry-on conn-failure empty-response" if len(backend.servers) > 1 else "    retry-on conn-failure"
+
+
 def read_map(path: Path) -> dict[str, int]:
+    """A map of routes to numbers (sample.map), by route name."""
     try:
         pairs = [line.split() for line in path.read_text().splitlines()]
     except OSError:
         return {}
-    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].isdigit()}
+    return {p[0].removeprefix(ROUTE_PREFIX): int(p[1]) for p in pairs if len(p) == 2 and p[1].isdigit()}
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:

@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 READY, DRAIN, MAINT = "ready", "drain", "maint"
+ROUTE_PREFIX = "/api/predict/"
+
+
+def route_key(name: str) -> str:
+    """A route's key in the gateway's maps: the path prefix its requests begin with."""
+    return ROUTE_PREFIX + name
 
 
 @dataclass(frozen=True)

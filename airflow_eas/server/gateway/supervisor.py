@@ -22,7 +22,7 @@ import psutil
 from airflow_eas.errors import EasError
 from airflow_eas.server.gateway.config import DEFAULT_MAX_BODY, GatewayConfig, read_map
 from airflow_eas.server.gateway.runtime import MasterCli
-from airflow_eas.server.gateway.state import GatewayState, setting_commands
+from airflow_eas.server.gateway.state import GatewayState, route_key, setting_commands
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,8 @@ class Gateway:
         """
         verb = {True: "set", False: "add"}
         sample_map = self.config.sample_map
-        commands = [f"{verb[route in self.sampling]} map {sample_map} {route} {n}" for route, n in keep.items()]
+        commands = [f"{verb[route in self.sampling]} map {sample_map} {route_key(route)} {n}"
+                    for route, n in keep.items()]
         if commands:
             self.runtime(commands)
             self.sampling.update(keep)

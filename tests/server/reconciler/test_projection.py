@@ -81,4 +81,4 @@ def test_the_gateway_checks_signed_bodies_only_where_no_instance_does(tmp_path: 
     store.insert_service("alone", {"name": "alone", "processor": "sklearn", "model_path": "file:///m.joblib"},
                          1, "t3", None)
     state = gateway_state(store, promoted=set())
-    assert body_check.map_text(state) == "image 1\nmixed 1\n"
+    assert body_check.map_text(state) == "/api/predict/image 1\n/api/predict/mixed 1\n"
