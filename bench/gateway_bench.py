@@ -1,6 +1,6 @@
 """Gateway benchmark: HAProxy in front of a real model instance vs calling it directly (not a test).
 
-    .venv/bin/python -m bench.gateway_bench [--rounds 3] [--duration 10] [--pairs 12] [--pair-duration 3] [--no-write]
+    .venv/bin/python -m bench.gateway_bench [--rounds 3] [--duration 10] [--pairs 20] [--pair-duration 3] [--no-write]
 
 1. One sklearn processor instance (our model server) deployed by a real `eas server`;
    `wrk -t1 -c16` posts one-row JSON to the instance directly and through the gateway
@@ -157,7 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--pairs", type=int, default=12, help="bare/gateway pairs over nginx")
+    parser.add_argument("--pairs", type=int, default=20, help="bare/gateway pairs over nginx")
     parser.add_argument("--pair-duration", type=int, default=3, help="seconds per run of a pair")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
