@@ -251,8 +251,12 @@ def judge(
     if isinstance(candidate, EasError):
         measurement = Measurement(ERROR, [f"cannot read metrics of {service}: {candidate.message}"])
     else:
-        # an unreadable baseline: no comparison possible; the absolute limits still apply
         measurement = evaluate(candidate, plan, baseline if isinstance(baseline, Metrics) else None)
+        if isinstance(baseline, EasError):
+            # the comparison asked for cannot be made: an Error (counted like any failed read), never a pass
+            # on the absolute limits alone
+            measurement.reasons.append(f"cannot read the live member's metrics to compare p99: {baseline.message}")
+            measurement.result = worst(measurement.result, ERROR)
     for check, value in zip(plan.metrics, values, strict=True):
         outcome = judge_check(check, value)
         measurement.checks.append(outcome)

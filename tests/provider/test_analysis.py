@@ -143,6 +143,19 @@ def test_unreadable_data_plane_is_an_error_not_a_failure(mode: str) -> None:
     assert take(mode, platform, "ghost", AnalysisPlan()).result == ERROR
 
 
+@MODES
+def test_an_unreadable_live_member_is_an_error_never_a_pass_without_the_comparison(mode: str) -> None:
+    platform = FakePlatform()
+    platform.add_member("g_green", "g", weight=50)
+    platform.metric_values["g_green"] = metrics(100, p99=12.0, name="g_green")
+    plan = AnalysisPlan(min_requests=10, baseline_tolerance=2)
+    m = take(mode, platform, "g_green", plan, "g_gone")  # the live member's metrics raise NotFound
+    assert m.result == ERROR
+    assert "cannot read the live member's metrics to compare p99" in m.message
+    assert take(mode, platform, "g_green", AnalysisPlan(min_requests=10), "g_gone").result == SUCCESSFUL, (
+        "no comparison asked for: the live member is not read")
+
+
 # -- several measurements -----------------------------------------------------------------------
 
 
