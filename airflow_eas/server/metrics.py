@@ -45,7 +45,8 @@ SERVICE_PREFIX, GROUP_PREFIX = "s_", "g_"
 # upper bounds of the cumulative latency histogram that /metrics exposes (Prometheus's, in seconds)
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BUCKETS_MS = [b * 1000 for b in LATENCY_BUCKETS_S]
-BATCH_SECONDS = 0.02  # how long the receiver lets lines gather after the first (a busy gateway sends 1,000/s)
+BATCH_SECONDS = 0.02  # how long the receiver lets lines gather after the first, once lines come this often:
+BUSY_LINES_PER_SECOND = 200  # (a busy gateway sends 1,000/s; a quieter one's lines are folded as they come)
 MAX_BATCH = 1000
 ERROR_4XX = frozenset({408, 450})  # the platform failed the request in time, not the caller
 
@@ -123,12 +124,14 @@ class MetricsCollector:
 
     def _run(self) -> None:
         recv = self.sock.recv
+        second, lines_this_second, busy = 0, 0, False
         while not self._stop:
             try:
                 lines = [recv(4096)]  # waits for the first line
-                # a busy gateway's lines gather for a moment and are folded in one go: a wake-up and a lock
-                # per batch rather than per line (the receiver shares the gateway's cores)
-                time.sleep(BATCH_SECONDS)
+                if busy:
+                    # a busy gateway's lines gather for a moment and are folded in one go: a wake-up and a lock
+                    # per batch rather than per line (the receiver shares the gateway's cores)
+                    time.sleep(BATCH_SECONDS)
                 while len(lines) < MAX_BATCH:
                     lines.append(recv(4096, socket.MSG_DONTWAIT))
             except BlockingIOError:
@@ -136,6 +139,10 @@ class MetricsCollector:
             except OSError:
                 return
             self.record_lines(lines)
+            now = int(time.monotonic())
+            if now != second:
+                busy, second, lines_this_second = lines_this_second >= BUSY_LINES_PER_SECOND, now, 0
+            lines_this_second += len(lines)
 
     def record_line(self, line: bytes | str) -> None:
         self.record_lines([line.encode() if isinstance(line, str) else line])
