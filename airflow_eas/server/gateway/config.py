@@ -133,7 +133,7 @@ class GatewayConfig:
         return f"    use_backend %[var(txn.eas_route),map_str({self.dir}/backends.map)]"
 
     def _checked_bodies(self) -> list[str]:
-        return body_check.listener(self.dir, [*self._routing(), self._not_found()], self._use_backend())
+        return body_check.listener(self.dir, [*self._routing(), self._unknown_route()], self._use_backend())
 
     def _too_large_body(self) -> str:
         limit = f"{self.max_body / MB:g} MB"
@@ -155,7 +155,7 @@ class GatewayConfig:
             f"    http-response set-log-level silent if {{ rand(1000),sub(txn.eas_keep) ge 0 }} {_NOT_AN_ERROR}",
         ]
 
-    def _not_found(self) -> str:
+    def _unknown_route(self) -> str:
         return (f"    http-request return status 404 content-type application/json string '{NOT_FOUND_BODY}'"
                 " if !{ var(txn.eas_token) -m found }")
 
@@ -167,7 +167,7 @@ class GatewayConfig:
             # the common case ends the rules here: the checks below cost a token request nothing (an unknown
             # route has no token, so none matches it)
             "    http-request allow if token_ok",
-            self._not_found(),
+            self._unknown_route(),
             # EAS's request signature (what the eas-prediction SDK sends): "EAS " + base64(HMAC-SHA1 keyed by
             # the token over method, body MD5, content type, Date and the path), the Date within the window
             "    acl signed req.fhdr(Authorization) -m beg \"EAS \"",
