@@ -139,14 +139,21 @@ def bare_hop(upstream: str) -> tuple[subprocess.Popen, str]:
     cfg = WORK / "bare.cfg"
     cfg.write_text(BARE_CFG.format(port=port, upstream=upstream))
     proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
+    if not listening(port, 10):
+        proc.kill()
+        raise SystemExit("the bare HAProxy did not listen")
+    return proc, f"http://127.0.0.1:{port}/api/predict/bench_nginx"
+
+
+def listening(port: int, seconds: float) -> bool:
+    """Whether something listens on 127.0.0.1:``port`` within ``seconds``."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"http://127.0.0.1:{port}/api/predict/bench_nginx"
+                return True
         time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the bare HAProxy did not listen")
+    return False
 
 
 def median(runs: list[dict], key: str) -> float:

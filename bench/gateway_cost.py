@@ -25,7 +25,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import time
 
 import psutil
 
@@ -38,14 +37,8 @@ TOKEN = "t" * 32
 
 
 def _wait_listening(port: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
+    if not gb.listening(port, seconds):
+        raise SystemExit(f"nothing listens on {port}")
 
 
 def _nginx() -> tuple[subprocess.Popen, str]:
